@@ -1,0 +1,307 @@
+"""The training loop: mini-batch gradient descent with validation, callbacks and a History.
+
+No model code lives here: the loop only calls ``model.forward``, ``model.loss.value_and_grad``,
+``model.backward`` and ``model.optimizer.step``. One step is::
+
+    out, caches = model.forward(X_batch, training=True)       # predictions
+    L, dL/dout = loss.value_and_grad(out, y_batch, w_batch)    # (p - y)/n for softmax cross-entropy
+    model.backward(dL/dout, caches)                             # chain rule -> flat gradient buffer
+    optimizer.step(flat_params, flat_grads)                     # in place
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from .callbacks import Callback, TerminateOnNaN, TrainingState
+from .history import History
+from .losses import class_weight_array
+from .metrics import get_metric
+from .targets import TargetEncoder, infer_target_kind
+from .validation import check_consistent_length, check_features, check_sample_weight
+
+
+def fit(model, X, y, *, epochs=10, batch_size=64, validation_data=None, validation_fraction=0.0,
+        sample_weight=None, class_weight=None, callbacks=(), verbose=0, metrics=None, shuffle=True,
+        terminate_on_nan=True, blas_threads="auto", classes=None) -> History:
+    """Train ``model`` for ``epochs`` passes over ``X, y`` in mini-batches of ``batch_size``.
+
+    * ``validation_data=(X_val, y_val)`` or ``validation_fraction`` (a stratified, seeded split for
+      classifiers) adds ``val_*`` entries to every record.
+    * ``sample_weight`` (n,) and ``class_weight`` (``{label: weight}`` or ``"balanced"``) weight the loss.
+    * ``metrics`` defaults to ``["accuracy"]`` for classifiers; also ``"macro_f1"``, ``"mae"``, ``"r2"``.
+    * ``verbose``: 0 silent; 1 a progress bar when stderr is a terminal; 2 one line per epoch.
+    * ``blas_threads``: "auto" trains small layers (<= 256 wide) on one BLAS thread (faster and immune to
+      a busy machine), an int sets it, None leaves the BLAS default.
+    Returns the History of this call; ``model.history_`` accumulates over calls.
+    """
+    if int(epochs) != epochs or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    X = check_features(X, dtype=model.dtype, n_features=model.n_inputs)
+    check_consistent_length(X, y)
+    y = np.asarray(y)
+    _prepare_targets(model, X, y, classes)
+    targets = model.targets
+    Y = targets.encode(y, model.dtype)
+    w = check_sample_weight(sample_weight, len(X))
+    metrics = list(metrics) if metrics is not None else (["accuracy"] if model.loss.is_classifier else [])
+
+    if validation_data is not None:
+        X_val, y_val = validation_data[0], validation_data[1]
+        X_val = check_features(X_val, dtype=model.dtype, n_features=model.n_inputs, what="validation X")
+        check_consistent_length(X_val, y_val, "validation y")
+        if X_val.shape == X.shape and np.array_equal(X_val, X):
+            warnings.warn("validation data is identical to the training data: validation scores will be "
+                          "optimistic and early stopping will not guard against overfitting", UserWarning, stacklevel=2)
+        Y_val = targets.encode(np.asarray(y_val), model.dtype)
+    elif validation_fraction:
+        if not 0.0 < validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+        val_idx, train_idx = split_indices(targets, Y, validation_fraction, model.rng)
+        X_val, Y_val = X[val_idx], Y[val_idx]
+        X, Y = X[train_idx], Y[train_idx]
+        w = None if w is None else w[train_idx]
+    else:
+        X_val = Y_val = None
+
+    cw = _class_sample_weights(targets, Y, class_weight)
+    if cw is not None:
+        w = cw if w is None else w * cw
+    if w is not None:
+        w = w.astype(model.dtype)
+
+    callbacks = list(callbacks)
+    if terminate_on_nan and not any(isinstance(c, TerminateOnNaN) for c in callbacks):
+        callbacks.append(TerminateOnNaN())
+    history = History()
+    start_epoch = len(model.history_) if model.history_ is not None else 0
+    state = TrainingState(model=model, epochs=start_epoch + int(epochs), history=history, epoch=start_epoch)
+    with _blas_limit(model, blas_threads):
+        _run_epochs(model, X, Y, w, X_val, Y_val, state, callbacks, batch_size, shuffle, metrics, verbose)
+    history.stop_reason = state.stop_reason or "completed"
+    if model.history_ is None:
+        model.history_ = History()
+    model.history_.extend(history)
+    return history
+
+
+def _run_epochs(model, X, Y, w, X_val, Y_val, state, callbacks, batch_size, shuffle, metrics, verbose):
+    batch_hooks = [c for c in callbacks if type(c).on_batch_end is not Callback.on_batch_end]  # skip no-ops
+    for c in callbacks:
+        c.on_train_begin(state)
+    try:
+        for epoch in range(state.epoch, state.epochs):
+            state.epoch = epoch
+            state.last_good_params = model.flat_params.copy()
+            for c in callbacks:
+                c.on_epoch_begin(state)
+            tic = time.perf_counter()
+            record = _train_one_epoch(model, X, Y, w, state, batch_hooks, batch_size, shuffle, metrics, verbose)
+            if state.stop_reason == "non_finite":
+                break
+            if X_val is not None:
+                val = evaluate_encoded(model, X_val, Y_val, metrics=metrics)
+                record.update({f"val_{k}": v for k, v in val.items()})
+            record["lr"] = model.optimizer.current_lr
+            record["time"] = time.perf_counter() - tic
+            state.logs = record
+            state.history.append(record)
+            if verbose >= 2:
+                print(_epoch_line(record, state.epochs), flush=True)
+            for c in callbacks:
+                c.on_epoch_end(state)
+            if state.stop_training:
+                break
+    except KeyboardInterrupt:
+        # the interrupt may land mid-update: roll back to the last completed epoch so the model is consistent
+        model.flat_params[...] = state.last_good_params
+        state.stop("interrupted")
+        warnings.warn("training interrupted (Ctrl-C); the model keeps the weights of the last completed epoch",
+                      RuntimeWarning, stacklevel=3)
+    finally:
+        for c in callbacks:
+            c.on_train_end(state)
+
+
+def _train_one_epoch(model, X, Y, w, state, batch_hooks, batch_size, shuffle, metrics, verbose) -> dict:
+    n = len(X)
+    order = model.rng.permutation(n) if shuffle else np.arange(n)
+    predictions = np.empty(n, dtype=np.intp) if model.targets.kind in ("multiclass", "binary") else None
+    x_buf = np.empty((min(batch_size, n),) + X.shape[1:], dtype=X.dtype)
+    y_buf = np.empty((min(batch_size, n),) + Y.shape[1:], dtype=Y.dtype)
+    total = 0.0
+    bar = _progress(verbose, n, state)
+    for b, start in enumerate(range(0, n, batch_size)):
+        idx = order[start:start + batch_size]
+        m = len(idx)
+        xb, yb = x_buf[:m], y_buf[:m]
+        np.take(X, idx, axis=0, out=xb)  # gather into a reused buffer: no allocation per batch
+        np.take(Y, idx, axis=0, out=yb)
+        value, out = model.loss_and_gradients(xb, yb, None if w is None else w[idx])
+        model.optimizer.step(model.flat_params, model.flat_grads)
+        total += value * m
+        if predictions is not None:
+            _predicted_index(out, model.targets.kind, predictions[start:start + m])
+        state.batch, state.batch_loss = b, value
+        for c in batch_hooks:
+            c.on_batch_end(state)
+        if bar is not None:
+            bar.update(m)
+            bar.set_postfix(loss=f"{total / (start + m):.4f}", refresh=False)
+        if state.stop_training and state.stop_reason == "non_finite":
+            break
+    if bar is not None:
+        bar.close()
+    record = {"epoch": state.epoch + 1, "loss": total / n}
+    if predictions is not None:
+        truth = Y[order] if Y.ndim == 1 else Y[order].ravel().astype(np.intp)
+        for name in metrics:
+            fn, kind = get_metric(name)
+            if kind == "labels":
+                record[name] = fn(truth, predictions)
+    return record
+
+
+def _predicted_index(out, kind, into):
+    if kind == "binary":
+        np.greater(out[:, 0], 0.0, out=into, casting="unsafe")
+    else:
+        np.argmax(out, axis=1, out=into)
+    return into
+
+
+def evaluate_encoded(model, X, Y, *, sample_weight=None, metrics=(), batch_size=8192) -> dict:
+    """Loss (with penalties) and metrics on already-encoded targets, in inference mode and in batches."""
+    total, outs = 0.0, []
+    for start in range(0, len(X), batch_size):
+        xb, yb = X[start:start + batch_size], Y[start:start + batch_size]
+        wb = None if sample_weight is None else sample_weight[start:start + batch_size]
+        out, _ = model.forward(xb, training=False)
+        total += model.loss.value(out, yb, wb) * len(xb)
+        outs.append(_predicted_index(out, model.targets.kind, np.empty(len(xb), np.intp))
+                    if model.targets.kind in ("multiclass", "binary") else out)
+    result = {"loss": total / len(X) + model.penalty()}
+    labels = model.targets.kind in ("multiclass", "binary")
+    preds = np.concatenate(outs)
+    for name in metrics:
+        fn, kind = get_metric(name)
+        if kind == "labels" and labels:
+            truth = Y if Y.ndim == 1 else Y.ravel().astype(np.intp)
+            result[name] = fn(truth, preds)
+        elif kind == "values" and not model.loss.is_classifier:
+            result[name] = fn(Y, preds)
+    return result
+
+
+def evaluate(model, X, y, *, sample_weight=None, metrics=None, batch_size=8192) -> dict:
+    """``{"loss": ..., "accuracy": ...}`` on ``X, y`` (labels as given to fit)."""
+    model._check_ready()
+    X = check_features(X, dtype=model.dtype, n_features=model.n_inputs)
+    check_consistent_length(X, y)
+    Y = model._targets_or_raise().encode(np.asarray(y), model.dtype)
+    w = check_sample_weight(sample_weight, len(X))
+    metrics = list(metrics) if metrics is not None else (["accuracy"] if model.loss.is_classifier else ["mae"])
+    return evaluate_encoded(model, X, Y, sample_weight=w, metrics=metrics, batch_size=batch_size)
+
+
+def partial_fit(model, X, y, *, classes=None, sample_weight=None, batch_size=64, **kwargs) -> History:
+    """One epoch over ``X, y`` that continues from the current weights and optimizer state."""
+    return fit(model, X, y, epochs=1, batch_size=batch_size, sample_weight=sample_weight, classes=classes, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers of the loop
+# ----------------------------------------------------------------------------------------------
+def _prepare_targets(model, X, y, classes):
+    if model.targets is None:
+        kind = infer_target_kind(y, model.loss.link)
+        model.targets = TargetEncoder.fit(y, kind, classes=classes)
+    elif classes is not None and model.targets.classes_ is not None:
+        new = np.setdiff1d(np.asarray(classes), model.targets.classes_)
+        if new.size:
+            raise ValueError(f"classes {new.tolist()} were not in the classes this model was first fitted with")
+    if not model.built:
+        model.build(X.shape[1])
+    n_out = model.layers[-1].output_shape((None,))[0] if hasattr(model.layers[-1], "units") else None
+    want = model.targets.n_outputs if model.targets.kind != "continuous" else np.asarray(y).reshape(len(y), -1).shape[1]
+    if n_out is not None and n_out != want:
+        raise ValueError(f"the output layer has {n_out} units but the targets need {want} "
+                         f"({model.targets.kind}{'' if model.targets.classes_ is None else ', classes ' + str(model.targets.classes_.tolist()[:10])})")
+
+
+def _class_sample_weights(targets, Y, class_weight):
+    if class_weight is None or targets.kind not in ("multiclass", "binary"):
+        return None
+    index = Y if Y.ndim == 1 else Y.ravel().astype(np.intp)
+    if isinstance(class_weight, dict):  # user labels -> class indices
+        lookup = {c: i for i, c in enumerate(targets.classes_.tolist())}
+        unknown = [k for k in class_weight if k not in lookup]
+        if unknown:
+            raise ValueError(f"class_weight has labels {unknown} that are not classes {list(lookup)}")
+        class_weight = {lookup[k]: v for k, v in class_weight.items()}
+    return class_weight_array(class_weight, index, len(targets.classes_))[index]
+
+
+def split_indices(targets, Y, fraction, rng):
+    """(validation, training) row indices; stratified per class for classifiers, shuffled from ``rng``."""
+    n = len(Y)
+    if targets.kind in ("multiclass", "binary"):
+        index = Y if Y.ndim == 1 else Y.ravel().astype(np.intp)
+        val = []
+        for c in range(len(targets.classes_)):
+            rows = np.flatnonzero(index == c)
+            rng.shuffle(rows)
+            val.append(rows[: int(round(fraction * len(rows)))])
+        val_idx = np.sort(np.concatenate(val))
+    else:
+        val_idx = np.sort(rng.permutation(n)[: int(round(fraction * n))])
+    if len(val_idx) == 0 or len(val_idx) == n:
+        raise ValueError(f"validation_fraction={fraction} leaves {len(val_idx)} of {n} rows for validation")
+    mask = np.ones(n, dtype=bool)
+    mask[val_idx] = False
+    return val_idx, np.flatnonzero(mask)
+
+
+def _is_terminal() -> bool:
+    return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+
+
+def _progress(verbose, n, state):
+    if verbose != 1 or not _is_terminal():
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # optional extra: barenet[train]
+        return None
+    return tqdm(total=n, desc=f"epoch {state.epoch + 1}/{state.epochs}", unit="row", leave=False)
+
+
+def _epoch_line(record, epochs):
+    parts = [f"epoch {record['epoch']}/{epochs}"]
+    parts += [f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "time", "lr") and isinstance(v, float)]
+    parts.append(f"({record['time']:.2f}s)")
+    return "  ".join(parts)
+
+
+@contextlib.contextmanager
+def _blas_limit(model, blas_threads):
+    if blas_threads == "auto":
+        widths = [getattr(l, "units", 0) for l in model.layers] + [model.n_inputs or 0]
+        blas_threads = 1 if max(widths) <= 256 else None
+    if blas_threads is None:
+        yield
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=int(blas_threads), user_api="blas"):
+        yield
