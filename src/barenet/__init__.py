@@ -13,7 +13,7 @@ from .activations import (  # noqa: E402
     sigmoid, softmax,
 )
 from .calibration import (  # noqa: E402
-    calibrated_proba, expected_calibration_error, fit_temperature, nll, reliability_curve,
+    calibrated_proba, expected_calibration_error, fit_temperature, group_matrix, nll, reliability_curve,
 )
 from .callbacks import (  # noqa: E402
     CSVLogger, Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau,
@@ -29,6 +29,7 @@ from .network import Sequential, build_mlp  # noqa: E402
 from .optimizers import SGD, Adam, AdamW, RMSprop, get_optimizer  # noqa: E402
 from .schedules import Constant, CosineDecay, ExponentialDecay, StepDecay  # noqa: E402
 from .serialization import ModelFileError, atomic_write_bytes, load, read_manifest  # noqa: E402
+from .datasets import load_mnist  # noqa: E402
 from .training import evaluate, fit, partial_fit, split_indices  # noqa: E402
 
 __all__ = [
@@ -49,7 +50,9 @@ __all__ = [
     "LearningRateScheduler", "TerminateOnNaN", "CSVLogger",
     # metrics and calibration
     "accuracy", "confusion_matrix", "macro_f1", "precision_recall_f1",
-    "fit_temperature", "expected_calibration_error", "reliability_curve", "nll", "calibrated_proba",
+    "fit_temperature", "group_matrix", "expected_calibration_error", "reliability_curve", "nll", "calibrated_proba",
     # checking and persistence
     "check_gradients", "load", "read_manifest", "ModelFileError", "atomic_write_bytes",
+    # data
+    "load_mnist",
 ]

@@ -65,7 +65,7 @@ def check_gradients(target, X, y=None, *, loss=None, sample_weight=None, eps=1e-
     """Return ``{name: max relative error}`` for every parameter (and ``"input"``) of ``target``.
 
     ``target`` is a built :class:`Sequential` (checked with its own loss on ``X, y``) or a single built
-    :class:`Layer` (checked on L = sum(layer(X) * R) for a fixed random R). Work happens on a float64 copy.
+    :class:`Layer` (checked on L = sum(layer(X) * R) + layer.penalty() for a fixed random R). Work happens on a float64 copy.
     Dropout masks are made repeatable by resetting the generator to the same state before each evaluation.
     """
     rng = np.random.default_rng(seed)
@@ -93,11 +93,15 @@ def _check_layer(layer, X, eps, directions, rng, input_grad):
     out, cache = run(X)
     dx = layer.backward(R, cache)
     analytic = {k: v.copy() for k, v in layer.grads.items()}
+
+    def objective():  # backward adds the L1/L2 penalty gradients, so the objective includes the penalty
+        return float(np.sum(run(X)[0] * R)) + layer.penalty()
+
     for name, theta in layer.params.items():
-        numeric, dirs = _numeric(lambda: float(np.sum(run(X)[0] * R)), theta, eps, directions, rng)
+        numeric, dirs = _numeric(objective, theta, eps, directions, rng)
         results[name] = _compare(analytic[name], numeric, dirs)
     if input_grad:
-        numeric, dirs = _numeric(lambda: float(np.sum(run(X)[0] * R)), X, eps, directions, rng)
+        numeric, dirs = _numeric(objective, X, eps, directions, rng)
         results["input"] = _compare(dx, numeric, dirs)
     return results
 

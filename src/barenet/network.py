@@ -125,6 +125,18 @@ class Sequential:
     def n_params(self) -> int:
         return 0 if self.flat_params is None else int(self.flat_params.size)
 
+    def __setstate__(self, state):
+        """pickle/deepcopy restore each array on its own, so the layers' views would come back as copies
+        detached from the flat buffers (training would then update nothing): re-point them at the buffers."""
+        self.__dict__.update(state)
+        offset = 0
+        for layer in self.layers if self.flat_params is not None else ():
+            for name, value in layer.params.items():
+                size, shape = int(value.size), value.shape
+                layer.params[name] = self.flat_params[offset:offset + size].reshape(shape)
+                layer.grads[name] = self.flat_grads[offset:offset + size].reshape(shape)
+                offset += size
+
     # ------------------------------------------------------------------------------------------
     # forward and backward
     # ------------------------------------------------------------------------------------------

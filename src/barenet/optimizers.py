@@ -59,8 +59,9 @@ class Optimizer:
             norm = math.sqrt(float(np.dot(grads, grads)))
             if norm > self.clip_norm:
                 grads *= self.clip_norm / norm  # global norm clipping: one direction, shorter step
+        lr = self.current_lr  # schedule(step) for steps counted from 0, read before the count moves on
         self.step_count += 1
-        self._update(params, grads, self.current_lr)
+        self._update(params, grads, lr)
         if self.step_count % FLUSH_EVERY == 0:
             for buf in self.state.values():
                 buf[np.abs(buf) < FLUSH_BELOW] = 0.0

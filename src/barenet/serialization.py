@@ -80,14 +80,13 @@ def _json_safe(value, what):
 def save(model, path, *, metadata=None, arrays=None) -> None:
     """Write ``model`` to ``path`` (one file). ``metadata``: JSON-safe dict; ``arrays``: extra named arrays."""
     model._check_ready()
-    if metadata is not None:
-        model.metadata = dict(metadata)
-    if arrays is not None:
-        model.extra_arrays = dict(arrays)
+    # validate before touching the model: a refused save must not leave bad metadata/arrays on it
+    metadata = _json_safe(model.metadata if metadata is None else dict(metadata), "metadata")
+    extra = dict(getattr(model, "extra_arrays", {}) if arrays is None else arrays)
     payload = {f"param:{k}": v for k, v in model.parameters().items()}
     opt_state = model.optimizer.state_dict()
     payload.update({f"opt:{k}": v for k, v in opt_state["buffers"].items()})
-    payload.update({f"extra:{k}": np.asarray(v) for k, v in getattr(model, "extra_arrays", {}).items()})
+    payload.update({f"extra:{k}": np.asarray(v) for k, v in extra.items()})
     for key, value in payload.items():
         if value.dtype == object:
             raise ValueError(f"array {key!r} has dtype object, which cannot be saved without pickle")
@@ -99,13 +98,14 @@ def save(model, path, *, metadata=None, arrays=None) -> None:
         "optimizer_state": {"step_count": opt_state["step_count"], "lr_scale": opt_state["lr_scale"]},
         "rng_state": model.rng.bit_generator.state,
         "history": None if model.history_ is None else model.history_.to_dict(),
-        "metadata": _json_safe(model.metadata, "metadata"),
+        "metadata": metadata,
         "arrays": {k: {"shape": list(v.shape), "dtype": v.dtype.str, "sha256": _sha256(v)} for k, v in payload.items()},
     }
     payload[MANIFEST_KEY] = np.frombuffer(json.dumps(manifest).encode("utf-8"), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **payload)
     atomic_write_bytes(path, buffer.getvalue())
+    model.metadata, model.extra_arrays = metadata, extra
 
 
 def read_manifest(path) -> dict:

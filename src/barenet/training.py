@@ -81,14 +81,13 @@ def fit(model, X, y, *, epochs=10, batch_size=64, validation_data=None, validati
     if terminate_on_nan and not any(isinstance(c, TerminateOnNaN) for c in callbacks):
         callbacks.append(TerminateOnNaN())
     history = History()
-    start_epoch = len(model.history_) if model.history_ is not None else 0
+    if model.history_ is None:
+        model.history_ = History()
+    start_epoch = len(model.history_)
     state = TrainingState(model=model, epochs=start_epoch + int(epochs), history=history, epoch=start_epoch)
     with _blas_limit(model, blas_threads):
         _run_epochs(model, X, Y, w, X_val, Y_val, state, callbacks, batch_size, shuffle, metrics, verbose)
-    history.stop_reason = state.stop_reason or "completed"
-    if model.history_ is None:
-        model.history_ = History()
-    model.history_.extend(history)
+    history.stop_reason = model.history_.stop_reason = state.stop_reason or "completed"
     return history
 
 
@@ -99,7 +98,9 @@ def _run_epochs(model, X, Y, w, X_val, Y_val, state, callbacks, batch_size, shuf
     try:
         for epoch in range(state.epoch, state.epochs):
             state.epoch = epoch
-            state.last_good_params = model.flat_params.copy()
+            if state.last_good_params is None or np.isfinite(model.flat_params).all():
+                # never take non-finite weights (a step late in the previous epoch can overflow) as "good"
+                state.last_good_params = model.flat_params.copy()
             for c in callbacks:
                 c.on_epoch_begin(state)
             tic = time.perf_counter()
@@ -113,6 +114,7 @@ def _run_epochs(model, X, Y, w, X_val, Y_val, state, callbacks, batch_size, shuf
             record["time"] = time.perf_counter() - tic
             state.logs = record
             state.history.append(record)
+            model.history_.append(record)  # per epoch, so a checkpoint saved by a callback holds it
             if verbose >= 2:
                 print(_epoch_line(record, state.epochs), flush=True)
             for c in callbacks:

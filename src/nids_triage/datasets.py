@@ -26,6 +26,7 @@ import os
 import tempfile
 import urllib.request
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,8 +81,9 @@ class FlowTable:
                  ("field_count", "unparsable_number", "empty_value")
     bad_message  object array (n,): None or the full human-readable message
     raw          list of the raw field lists (None when not kept)
-    A bad row holds NaN in every numeric column and "" elsewhere, so an encoder
-    that forgets to check ``bad`` still flags it as invalid instead of scoring it.
+    A bad row holds NaN in every numeric column, "" in text columns and -1 as
+    difficulty, so an encoder that forgets to check ``bad`` still flags it as
+    invalid instead of scoring it; its original text is in ``raw``.
     """
 
     numeric: np.ndarray
@@ -97,6 +99,16 @@ class FlowTable:
 
     def __len__(self) -> int:
         return len(self.line)
+
+    def subset(self, rows) -> "FlowTable":
+        """The flows at ``rows`` (indices or a boolean mask), in that order, as a new table."""
+        rows = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, dtype=np.intp)
+        pick = lambda a: None if a is None else a[rows]  # noqa: E731
+        return FlowTable(
+            numeric=self.numeric[rows], categorical={k: v[rows] for k, v in self.categorical.items()},
+            numeric_columns=self.numeric_columns, attack=pick(self.attack), difficulty=pick(self.difficulty),
+            source=self.source, line=self.line[rows], bad_reason=self.bad_reason[rows],
+            bad_message=self.bad_message[rows], raw=None if self.raw is None else [self.raw[i] for i in rows])
 
     @property
     def bad(self) -> np.ndarray:
@@ -171,7 +183,7 @@ def _try_folder(folder, origin, stem, verify, failures):
         try:
             data = _read_local(path)
             return (_verified(data, stem) if verify else data), path
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, zlib.error) as exc:  # zlib.error: corrupt .gz
             failures.append(f"{path} ({origin}): {exc}")
             warnings.warn(f"skipping {path}: {exc}", stacklevel=3)
     return None, None
@@ -252,15 +264,12 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 
 def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable on POSIX; not supported on Windows.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
+    # Makes the rename itself durable; POSIX only (Windows cannot open folders).
+    if os.name != "posix":
         return
+    fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
-    except OSError:
-        pass
     finally:
         os.close(fd)
 
@@ -329,7 +338,7 @@ def _collect(records, layout, source, on_bad_row, keep_raw) -> FlowTable:
         values, cat_values, label, difficulty, reason, msg = _checked_row(
             line, fields, layout, source, on_bad_row)
         numeric.extend(values)
-        for (name, _), value in zip(layout.cat, cat_values):
+        for (name, _), value in zip(layout.cat, cat_values, strict=True):
             cats[name].append(value)
         attack.append(label)
         diff.append(difficulty)
@@ -382,7 +391,8 @@ def _records(fh, source):
         except csv.Error as exc:  # broken quoting or an oversized field: rows after it are unreliable
             raise FlowFileError(f"{source}: line {reader.line_num}: malformed CSV ({exc})",
                                 path=source, line=reader.line_num, reason="malformed_csv") from None
-        if any(f.strip() for f in fields):
+        # Skip only truly blank lines; a row of empty fields is a row (and is bad).
+        if fields and (len(fields) > 1 or fields[0].strip()):
             yield reader.line_num, fields
 
 

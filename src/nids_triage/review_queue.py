@@ -184,10 +184,11 @@ class ReviewQueue:
             if row["status"] not in allowed_from:
                 raise ReviewStateError(
                     f"item {item_id} is {row['status']!r}; {action} needs one of {allowed_from}")
+            # The item keeps the verdict's note; a note given on start lives in history only.
             conn.execute(
-                "UPDATE items SET status = ?, verdict = coalesce(?, verdict), "
-                "analyst_note = coalesce(?, analyst_note), updated_at = ? WHERE id = ?",
-                (new_status, verdict, note if verdict is not None else None, now, item_id))
+                "UPDATE items SET status = ?, verdict = ?, analyst_note = ?, updated_at = ? "
+                "WHERE id = ?",
+                (new_status, verdict, note if action == "label" else None, now, item_id))
             _log(conn, item_id, now, action, row["status"], new_status, verdict, note)
         return self.get(item_id)
 
@@ -288,6 +289,9 @@ def _item_row(index, item) -> tuple:
     reasons = [reasons] if isinstance(reasons, str) else list(reasons)
     if not all(isinstance(r, str) for r in reasons):
         fail("reasons must be strings")
+    for name in ("source_file", "predicted_label"):
+        if item.get(name) is not None and not isinstance(item[name], str):
+            fail(f"{name} must be a string or None")
     line = item.get("line")
     return (key, model_id, item.get("source_file"), None if line is None else int(line),
             item.get("predicted_label"), confidence, json.dumps(reasons), features_json)

@@ -1,0 +1,260 @@
+"""Bodies of the ``nids-triage`` commands (parsing lives in cli.py). These functions do the file I/O."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import barenet as bn
+
+from .cli import CliError
+from .datasets import load_nsl_kdd, read_flow_csv
+from .evaluation import evaluate_scored, model_info
+from .model import TrainConfig, TriageModel
+from .report import render_report
+from .retrain import canonical_verdict, fine_tune
+from .review_queue import ReviewQueue
+from .scoring import review_items, score_file, scored_csv_text
+
+
+# ------------------------------------------------------------------------------------------ shared
+def load_model(path) -> TriageModel:
+    if not Path(path).is_file():
+        raise CliError(f"{path}: no such model file")
+    return TriageModel.load(path)
+
+
+def load_training_flows(args):
+    if getattr(args, "train_file", None):
+        table = read_flow_csv(args.train_file)
+        if table.attack is None:
+            raise CliError(f"{args.train_file}: training flows need an attack label column")
+        return table
+    return load_nsl_kdd("train", data_dir=args.data_dir, download=not args.no_download)
+
+
+def queue_path(args) -> Path:
+    if getattr(args, "queue", None):
+        return Path(args.queue)
+    if getattr(args, "model", None):
+        return Path(args.model).with_name("reviews.db")
+    return Path("reviews.db")
+
+
+def write_text(path, text: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    bn.atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path, data) -> None:
+    write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def pct(x) -> str:
+    return "   n/a" if x is None else f"{100 * x:6.2f} %"
+
+
+# ------------------------------------------------------------------------------------------- train
+def config_from_args(args) -> TrainConfig:
+    budget, target = args.review_budget, args.target_accuracy
+    if budget is None and target is None:
+        budget = TrainConfig().review_budget
+    return TrainConfig(hidden=tuple(args.hidden), dropout=args.dropout, epochs=args.epochs,
+                       batch_size=args.batch_size, learning_rate=args.learning_rate,
+                       class_weight=None if args.class_weight == "none" else args.class_weight,
+                       validation_fraction=args.validation_fraction, patience=args.patience,
+                       novelty_false_alarm=args.novelty_false_alarm, review_budget=budget,
+                       target_accuracy=target, seed=args.seed)
+
+
+def train(args) -> int:
+    config = config_from_args(args)
+    table = load_training_flows(args)
+    try:
+        model = TriageModel.train(table, args.task, config, verbose=2 if args.verbose else 1)
+    except ValueError as exc:  # e.g. a training file whose labels have no category
+        raise CliError(str(exc)) from None
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    model.save(args.out)
+    print(train_summary(model, args.out, len(table)))
+    return 0
+
+
+def train_summary(model, path, n_flows) -> str:
+    r, p = model.report, model.policy
+    goal = (f"review budget {p.review_budget:g}" if p.review_budget is not None
+            else f"target accuracy {p.target_accuracy:g}")
+    b, a = r["calibration_before"], r["calibration_after"]
+    return "\n".join([
+        f"wrote {path}  (task {model.task}, classes {', '.join(model.classes)}, model id {model.model_id})",
+        f"  trained on {n_flows - r['n_validation']:,} flows, validated on {r['n_validation']:,}; {goal}",
+        f"  temperature {model.temperature:.3f}: validation ECE {b['ece']:.4f} -> {a['ece']:.4f}, "
+        f"NLL {b['nll']:.4f} -> {a['nll']:.4f}",
+        f"  confidence threshold {p.confidence_threshold:.4f}, novelty threshold {p.novelty_threshold:.2f}",
+        f"  validation: accuracy {pct(r['validation_accuracy'])}, sent to review "
+        f"{pct(r['validation_review_share'])}, auto-decided accuracy {pct(r['validation_auto_accuracy'])}"])
+
+
+# ---------------------------------------------------------------------------------------- evaluate
+def evaluate(args) -> int:
+    model = load_model(args.model)
+    if args.file:
+        table, split = read_flow_csv(args.file), Path(args.file).name
+    else:
+        table, split = load_nsl_kdd(args.split, data_dir=args.data_dir, download=not args.no_download), args.split
+    if table.attack is None:
+        raise CliError(f"{table.source}: evaluation needs an attack label column")
+    metrics = evaluate_model(model, table, split, model_path=args.model, mc_samples=args.mc_samples)
+    if args.json:
+        write_json(args.json, metrics)
+    if args.report:
+        write_text(args.report, render_report(metrics, model.report.get("history")))
+    print(metrics_summary(metrics))
+    for what, path in (("metrics", args.json), ("report", args.report)):
+        if path:
+            print(f"wrote {what} to {path}")
+    return 0
+
+
+def evaluate_model(model, table, split, *, model_path=None, mc_samples=0) -> dict:
+    try:
+        y = model.true_labels(table)
+    except ValueError as exc:  # an attack name with no category
+        raise CliError(f"{table.source}: {exc}") from None
+    scored = model.score(table, mc_samples=mc_samples)
+    return evaluate_scored(y, scored, task=model.task, split=split, attack_names=table.attack,
+                           model_info=model_info(model, model_path), validation=model.report)
+
+
+def metrics_summary(m) -> str:
+    u = m["unseen_attacks"]
+    lines = [f"{m['task']} task on {m['split']}: {m['n_flows']:,} flows",
+             f"  accuracy {pct(m['accuracy'])}   macro-F1 {m['macro_f1']:.4f}   ECE {m['ece'] or 0:.4f}",
+             f"  sent to review {pct(m['review_share'])}   auto-decided accuracy {pct(m['auto_accuracy'])}   "
+             f"model's accuracy on reviewed flows {pct(m['review_accuracy'])}",
+             "  reasons: " + ", ".join(f"{k} {v:,}" for k, v in m["reasons"].items() if v)]
+    if u["count"]:
+        lines.append(f"  unseen attacks caught (flagged or reviewed): {pct(u['share_flagged_or_reviewed'])} "
+                     f"of {u['count']:,}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- score
+def score(args) -> int:
+    model = load_model(args.model)
+    if args.mc_samples < 0:
+        raise CliError("--mc-samples must be >= 0")
+    out = args.out or str(Path(args.flows).with_suffix("")) + ".scored.csv"
+    table, scored, added = score_to_queue(model, args.flows, out, None if args.no_queue else queue_path(args),
+                                                on_bad_row=args.on_bad_row, mc_samples=args.mc_samples)
+    n, k = len(scored), int(scored.needs_review.sum())
+    print(f"scored {n:,} flows ({int(table.bad.sum()):,} malformed rows): {k:,} need review "
+          f"({100 * k / max(n, 1):.2f} %); wrote {out}")
+    if added is not None:
+        print(f"queued {added:,} new flows in {queue_path(args)} ({k - added:,} were already queued)")
+    return 0
+
+
+def score_to_queue(model, flows, out, queue, *, on_bad_row="error", mc_samples=0):
+    """Score ``flows``, write the scored CSV atomically, queue deferred flows (None = no queue)."""
+    table, scored, columns = score_file(model, flows, on_bad_row=on_bad_row, mc_samples=mc_samples)
+    model_id = model.model_id
+    text = scored_csv_text(model_id, table, scored, columns)
+    write_text(out, text)
+    added = None
+    if queue is not None:
+        with ReviewQueue(queue) as q:
+            added = q.add_many(review_items(model_id, table, scored, columns))
+    return table, scored, added
+
+
+# ------------------------------------------------------------------------------------------ review
+def review(args) -> int:
+    path = queue_path(args)
+    if not path.is_file():
+        raise CliError(f"{path}: no review queue here (score flows first, or pass --queue)")
+    with ReviewQueue(path) as q:
+        try:
+            return _REVIEW[args.review_command](q, args)
+        except KeyError as exc:
+            raise CliError(str(exc.args[0]) if exc.args else str(exc)) from None
+
+
+def _review_list(q, args) -> int:
+    items = q.list(status=args.status, limit=args.limit, offset=args.offset)
+    print(f"{'id':>6}  {'status':<9}  {'predicted':<12}  {'conf':>6}  {'verdict':<12}  reasons   (source:line)")
+    for it in items:
+        conf = "" if it.confidence is None else f"{it.confidence:.3f}"
+        print(f"{it.id:>6}  {it.status:<9}  {it.predicted_label or '-':<12}  {conf:>6}  {it.verdict or '':<12}  "
+              f"{','.join(it.reasons)}   ({Path(it.source_file or '-').name}:{it.line})")
+    counts = q.counts()
+    print(f"-- {len(items)} shown; queue: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def _review_show(q, args) -> int:
+    item = q.get(args.id)
+    print(json.dumps({**item.to_dict(), "history": q.history(args.id)}, indent=2))
+    return 0
+
+
+def _review_label(q, args) -> int:
+    try:
+        verdict = canonical_verdict(args.verdict)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    item = q.label(args.id, verdict, note=args.note)
+    print(f"item {item.id}: closed with verdict {item.verdict!r} (model said {item.predicted_label!r})")
+    return 0
+
+
+def _review_export(q, args) -> int:
+    n = q.export_jsonl(args.out if args.out else sys.stdout)
+    if args.out:
+        print(f"exported {n} items to {args.out}")
+    return 0
+
+
+_REVIEW = {"list": _review_list, "show": _review_show, "label": _review_label, "export": _review_export}
+
+
+# ----------------------------------------------------------------------------------------- retrain
+def retrain(args) -> int:
+    if not args.with_reviews:
+        raise CliError("retrain folds analysts' verdicts into the model: pass --with-reviews "
+                       "(to train from scratch, use 'nids-triage train')")
+    model = load_model(args.model)
+    path = queue_path(args)
+    if not path.is_file():
+        raise CliError(f"{path}: no review queue here (pass --queue)")
+    with ReviewQueue(path) as q:
+        reviews = q.closed_verdicts()
+    if not reviews:
+        raise CliError(f"{path}: no closed reviews to learn from (label some with 'nids-triage review label')")
+    old_id = model.model_id
+    try:
+        model, summary = fine_tune(model, reviews, load_training_flows(args), epochs=args.epochs,
+                                   replay=args.replay, review_weight=args.review_weight,
+                                   learning_rate=args.learning_rate, seed=args.seed)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    summary["previous_model_id"] = old_id
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    model.save(args.out)
+    print(retrain_summary(summary, args.out, model.model_id))
+    return 0
+
+
+def retrain_summary(s, out, model_id) -> str:
+    lines = [f"wrote {out} (model id {model_id}, was {s['previous_model_id']})",
+             f"  reviews: {s['n_closed']} closed, {s['n_used']} used, {s['n_unusable_features']} unusable "
+             f"(invalid features), {s['n_unmapped_verdict']} with a verdict the model cannot learn",
+             f"  fine-tuned {s['epochs']} epochs on {s['replay']:,} replayed training flows + the reviewed ones "
+             f"(weight {s['review_weight']:g})",
+             f"  {'validation':<26}{'before':>10}{'after':>10}"]
+    for key in ("accuracy", "macro_f1", "review_share", "auto_accuracy", "ece", "reviewed_accuracy"):
+        b, a = s["before"].get(key), s["after"].get(key)
+        fmt = (lambda v: "n/a" if v is None else f"{v:.4f}")
+        label = "accuracy on reviewed flows" if key == "reviewed_accuracy" else key
+        lines.append(f"  {label:<26}{fmt(b):>10}{fmt(a):>10}")
+    return "\n".join(lines)

@@ -1,0 +1,253 @@
+"""The triage model: feature encoder + network + temperature + novelty detector + deferral policy.
+
+Training (``TriageModel.train``), all choices on a validation split of the training file only:
+
+1. split the training flows (stratified by attack name, seeded) into train and validation parts;
+2. fit the feature encoder on the train part;
+3. train ``members`` MLPs (the lab's network, different seeds) on the *attack names* with balanced class
+   weights. The task's labels (binary or the 5 categories) are sums of attack names, so a network that
+   must tell the 22 attack types apart, each weighted equally, cannot ignore the rare R2L/U2R families
+   that a coarse, imbalanced target lets it neglect; the task probability is the sum of its attack
+   names' probabilities. The members' logits are averaged: a small ensemble removes most of the
+   seed-to-seed spread a single network shows on NSL-KDD's shifted test set, and its members'
+   disagreement is one more reason to ask a person;
+4. fit the temperature on the averaged validation logits (NLL of the task labels);
+5. fit the novelty detector on the train part's last hidden layers (all members side by side),
+   threshold on validation;
+6. choose the deferral policy's confidence threshold on validation for the user's goal.
+
+Only barenet's public API is used.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import barenet as bn
+
+from .features import FeatureEncoder
+from .novelty import MahalanobisNovelty
+from .policy import DeferralPolicy, risk_coverage
+from .schema import TASKS, labels_for_task
+
+MODEL_FORMAT = "nids_triage.TriageModel"
+MODEL_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters; the defaults are the lab's network (64 -> 32 ReLU, dropout, He init, batch 64, Adam)."""
+
+    hidden: tuple = (64, 32)
+    dropout: float = 0.2
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    class_weight: str | None = "balanced"
+    validation_fraction: float = 0.2
+    patience: int = 3
+    members: int = 5
+    novelty_false_alarm: float = 0.02
+    review_budget: float | None = 0.14
+    target_accuracy: float | None = None
+    seed: int = 0
+
+    def to_dict(self):
+        d = dict(vars(self))
+        d["hidden"] = list(self.hidden)
+        return d
+
+
+@dataclass
+class ScoredFlows:
+    """One entry per input flow, in input order."""
+
+    labels: np.ndarray  # predicted task label ("" for invalid rows)
+    confidence: np.ndarray  # calibrated probability of that label (NaN for invalid rows)
+    proba: np.ndarray  # (n, n_classes) calibrated task probabilities
+    classes: list
+    needs_review: np.ndarray
+    reasons: list  # list of lists of reason codes
+    novelty: np.ndarray
+    risk: np.ndarray
+    unknown_values: dict = field(default_factory=dict)
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int):
+    """(train_rows, validation_rows), each label split in proportion, shuffled from ``seed``."""
+    rng = np.random.default_rng(seed)
+    val = []
+    for value in np.unique(labels):
+        rows = np.flatnonzero(labels == value)
+        rng.shuffle(rows)
+        val.append(rows[: int(round(fraction * len(rows)))])
+    val_rows = np.sort(np.concatenate(val))
+    mask = np.ones(len(labels), dtype=bool)
+    mask[val_rows] = False
+    return np.flatnonzero(mask), val_rows
+
+
+class TriageModel:
+    def __init__(self, task, encoder, networks, temperature, novelty, policy, config: TrainConfig, report=None):
+        self.task, self.encoder, self.networks = task, encoder, list(networks)
+        network = self.networks[0]
+        self.temperature, self.novelty, self.policy = float(temperature), novelty, policy
+        self.config = config
+        self.report = report or {}  # validation metrics recorded at training time
+        fine = [str(c) for c in network.classes_]
+        self.classes = sorted(set(labels_for_task(np.array(fine), task).tolist()))
+        task_of_fine = labels_for_task(np.array(fine), task)
+        self.groups = np.array([self.classes.index(t) for t in task_of_fine], dtype=np.intp)
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def train(cls, table, task: str, config: TrainConfig | None = None, *, verbose: int = 0) -> "TriageModel":
+        config = config or TrainConfig()
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        if table.attack is None:
+            raise ValueError(f"{table.source}: training flows need the attack label column")
+        fine = labels_for_task(table.attack, "attack")
+        train_rows, val_rows = stratified_split(fine, config.validation_fraction, config.seed)
+        train, val = table.subset(train_rows), table.subset(val_rows)
+        encoder = FeatureEncoder().fit(train)
+        X_tr, X_val = encoder.transform(train).X, encoder.transform(val).X
+        y_tr, y_val = fine[train_rows], fine[val_rows]
+
+        networks = []
+        for member in range(config.members):
+            net = bn.build_mlp(X_tr.shape[1], config.hidden, len(np.unique(y_tr)), dropout=config.dropout,
+                               optimizer=bn.Adam(config.learning_rate), seed=[config.seed, member])
+            net.fit(X_tr, y_tr, epochs=config.epochs, batch_size=config.batch_size, validation_data=(X_val, y_val),
+                    class_weight=config.class_weight, verbose=verbose,
+                    callbacks=[bn.EarlyStopping("val_loss", patience=config.patience)])
+            networks.append(net)
+        model = cls(task, encoder, networks, 1.0, None, None, config)
+        model._calibrate(X_tr, y_tr, X_val, y_val)
+        return model
+
+    @property
+    def network(self):
+        """The first member (its classes_ and history stand for all)."""
+        return self.networks[0]
+
+    def logits(self, X, batch_size=8192) -> np.ndarray:
+        """The members' logits, averaged."""
+        return np.mean([net.decision_function(X, batch_size=batch_size) for net in self.networks], axis=0)
+
+    def hidden(self, X, batch_size=8192) -> np.ndarray:
+        """Every member's last hidden layer, side by side (the novelty detector's feature space)."""
+        return np.hstack([net.hidden_representation(X, batch_size=batch_size) for net in self.networks])
+
+    def _calibrate(self, X_tr, y_tr, X_val, y_val):
+        """Temperature, novelty detector and deferral thresholds, all from the validation part."""
+        cfg, net = self.config, self.network
+        fine_index = np.searchsorted(net.classes_, y_tr)
+        fine_val = np.searchsorted(net.classes_, y_val)
+        task_val = labels_for_task(y_val, self.task)
+        task_index = np.searchsorted(self.classes, task_val)
+        logits = self.logits(X_val)
+        before = {"nll": bn.nll(logits, task_index, groups=self.groups),
+                  "ece": bn.expected_calibration_error(bn.calibrated_proba(logits, 1.0, groups=self.groups), task_index)}
+        self.temperature = bn.fit_temperature(logits, task_index, groups=self.groups)
+        proba = bn.calibrated_proba(logits, self.temperature, groups=self.groups)
+        after = {"nll": bn.nll(logits, task_index, self.temperature, groups=self.groups),
+                 "ece": bn.expected_calibration_error(proba, task_index)}
+
+        self.novelty = MahalanobisNovelty(false_alarm_rate=cfg.novelty_false_alarm)
+        self.novelty.fit(self.hidden(X_tr), fine_index, len(net.classes_))
+        novelty_val = self.novelty.score(self.hidden(X_val), logits.argmax(axis=1))
+        self.novelty.calibrate(novelty_val)
+
+        confidence = proba.max(axis=1)
+        correct = proba.argmax(axis=1) == task_index
+        self.policy = DeferralPolicy(review_budget=cfg.review_budget, target_accuracy=cfg.target_accuracy)
+        self.policy.fit(confidence, novelty_val, correct, self.novelty.threshold_)
+        needs, _, risk = self.policy.decide(confidence, novelty_val)
+        self.report = {
+            "n_validation": int(len(X_val)),
+            "temperature": self.temperature,
+            "calibration_before": before,
+            "calibration_after": after,
+            "validation_accuracy": float(correct.mean()),
+            "validation_fine_accuracy": float((logits.argmax(axis=1) == fine_val).mean()),
+            "validation_review_share": float(needs.mean()),
+            "validation_auto_accuracy": float(correct[~needs].mean()) if (~needs).any() else None,
+            "risk_coverage": risk_coverage(risk, correct),
+            "history": [m.history_.to_dict() for m in self.networks],
+        }
+
+    # ------------------------------------------------------------------------------------------
+    def score(self, table, *, mc_samples: int = 0, batch_size: int = 8192) -> ScoredFlows:
+        """Predict every flow and decide which need a person; never drops a row."""
+        encoded = self.encoder.transform(table)
+        invalid = encoded.invalid_value | table.bad
+        logits = self.logits(encoded.X, batch_size=batch_size)
+        proba = bn.calibrated_proba(logits, self.temperature, groups=self.groups)
+        pred = proba.argmax(axis=1)
+        confidence = proba[np.arange(len(pred)), pred]
+        novelty = self.novelty.score(self.hidden(encoded.X, batch_size=batch_size), logits.argmax(axis=1))
+        disagreement = None
+        if mc_samples:  # Monte-Carlo dropout in every member: the share of votes against the prediction
+            G = bn.group_matrix(self.groups, len(self.classes))
+            samples = np.concatenate([net.sample_predict_proba(encoded.X, mc_samples, seed=[self.config.seed, i],
+                                                               batch_size=batch_size)
+                                      for i, net in enumerate(self.networks)], axis=0)
+            votes = np.argmax(samples @ G, axis=2)
+            disagreement = (votes != pred[None, :]).mean(axis=0)
+        needs, reasons, risk = self.policy.decide(confidence, novelty, invalid_value=invalid,
+                                                  unseen_category=encoded.unseen_category, disagreement=disagreement)
+        labels = np.array(self.classes, dtype=object)[pred].astype(str)
+        labels[invalid] = ""
+        confidence = np.where(invalid, np.nan, confidence)
+        return ScoredFlows(labels, confidence, proba, list(self.classes), needs, reasons, novelty, risk,
+                           encoded.unknown_values)
+
+    def true_labels(self, table) -> np.ndarray:
+        return labels_for_task(table.attack, self.task)
+
+    @property
+    def model_id(self) -> str:
+        """A short fingerprint of the weights: review-queue entries are keyed by it."""
+        digest = hashlib.sha256()
+        for net in self.networks:
+            digest.update(net.flat_params.tobytes())
+        return digest.hexdigest()[:16]
+
+    # ------------------------------------------------------------------------------------------
+    def save(self, path) -> None:
+        meta = {"nids_triage": {
+            "format": MODEL_FORMAT, "version": MODEL_VERSION, "task": self.task,
+            "encoder": self.encoder.to_dict(), "temperature": self.temperature,
+            "novelty": self.novelty.to_dict(), "policy": self.policy.to_dict(),
+            "config": self.config.to_dict(), "report": self.report}}
+        arrays = dict(self.novelty.arrays())
+        for i, net in enumerate(self.networks[1:], start=1):  # members share the architecture of the first
+            arrays.update({f"member{i}/{k}": v for k, v in net.get_weights().items()})
+        meta["nids_triage"]["members"] = len(self.networks)
+        self.network.save(path, metadata=meta, arrays=arrays)
+
+    @classmethod
+    def load(cls, path) -> "TriageModel":
+        net = bn.load(path)
+        meta = net.metadata.get("nids_triage")
+        if not meta or meta.get("format") != MODEL_FORMAT:
+            raise bn.ModelFileError(f"{path}: a barenet model, but not an nids-triage model (no triage metadata)")
+        if meta.get("version", 0) > MODEL_VERSION:
+            raise bn.ModelFileError(f"{path}: triage model version {meta['version']} is newer than this nids-triage")
+        cfg = dict(meta["config"])
+        cfg["hidden"] = tuple(cfg["hidden"])
+        networks = [net]
+        for i in range(1, int(meta.get("members", 1))):
+            member = net.clone()
+            prefix = f"member{i}/"
+            member.set_weights({k[len(prefix):]: v for k, v in net.extra_arrays.items() if k.startswith(prefix)})
+            networks.append(member)
+        return cls(meta["task"], FeatureEncoder.from_dict(meta["encoder"]), networks, meta["temperature"],
+                   MahalanobisNovelty.from_dict(meta["novelty"], net.extra_arrays),
+                   DeferralPolicy.from_dict(meta["policy"]), TrainConfig(**cfg), meta.get("report"))

@@ -1,0 +1,207 @@
+"""Optimisers and schedules: closed-form steps, convergence, clipping, exact resumption, closed-form schedules."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import barenet as bn
+from barenet.optimizers import optimizer_from_config, optimizer_name
+from barenet.schedules import schedule_from_config, schedule_to_config
+
+A = np.array([1.0, 10.0])  # f(x) = 0.5 * sum(A * x^2): a quadratic with condition number 10
+
+
+def _minimise(opt, steps, x0=(1.0, 1.0)):
+    x = np.array(x0)
+    for _ in range(steps):
+        opt.step(x, A * x)  # gradient of the quadratic
+    return x
+
+
+def test_plain_sgd_step_is_minus_lr_times_gradient():
+    p, g = np.array([1.0, -2.0]), np.array([0.5, 4.0])
+    bn.SGD(0.1).step(p, g)
+    np.testing.assert_allclose(p, [1.0 - 0.05, -2.0 - 0.4])
+
+
+def test_momentum_and_nesterov_first_two_steps_by_hand():
+    # g = 1 each step, lr = 0.1, mu = 0.9
+    # classical: v1 = -0.1, x1 = -0.1;  v2 = 0.9 * -0.1 - 0.1 = -0.19, x2 = -0.29
+    # Nesterov:  x1 = mu v1 - lr g = -0.09 - 0.1 = -0.19;  x2 = x1 + mu v2 - lr g = -0.19 - 0.171 - 0.1 = -0.461
+    for nesterov, expected in [(False, [-0.1, -0.29]), (True, [-0.19, -0.461])]:
+        opt, p = bn.SGD(0.1, momentum=0.9, nesterov=nesterov), np.zeros(1)
+        seen = []
+        for _ in range(2):
+            opt.step(p, np.ones(1))
+            seen.append(p[0])
+        np.testing.assert_allclose(seen, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("opt, steps", [
+    (bn.SGD(0.15), 200),
+    (bn.SGD(0.05, momentum=0.9), 300),
+    (bn.SGD(0.05, momentum=0.9, nesterov=True), 300),
+    (bn.RMSprop(bn.ExponentialDecay(0.01, rate=0.01, steps=1000)), 2000),  # constant lr would orbit at ~lr
+    (bn.Adam(0.05), 2000),
+    (bn.AdamW(0.05, weight_decay=1e-3), 2000),
+])
+def test_converges_on_a_quadratic(opt, steps):
+    x = _minimise(opt, steps)
+    assert np.abs(x).max() < 1e-3, x
+
+
+def test_momentum_beats_plain_sgd_at_the_same_learning_rate():
+    plain = np.abs(_minimise(bn.SGD(0.01), 100)).max()
+    heavy = np.abs(_minimise(bn.SGD(0.01, momentum=0.9), 100)).max()
+    nesterov = np.abs(_minimise(bn.SGD(0.01, momentum=0.9, nesterov=True), 100)).max()
+    assert heavy < plain / 10 and nesterov < plain / 10
+
+
+@pytest.mark.parametrize("cls", [bn.Adam, bn.AdamW])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_first_step_moves_each_weight_by_about_the_learning_rate(cls, dtype):
+    # m1 = (1 - b1) g, v1 = (1 - b2) g^2, so m_hat / sqrt(v_hat) = g / |g|: every weight moves by lr,
+    # whatever its gradient's scale (up to eps / |g|)
+    lr = 1e-3
+    g = np.array([1e-3, -1.0, 1e3, -0.37, 42.0], dtype=dtype)
+    p = np.zeros(5, dtype=dtype)
+    opt = cls(lr, weight_decay=0.0) if cls is bn.AdamW else cls(lr)
+    opt.step(p, g)
+    np.testing.assert_allclose(p, -lr * np.sign(g), rtol=1e-4)
+    assert p.dtype == dtype
+
+
+def test_adamw_decoupled_decay_with_zero_gradient():
+    p = np.array([2.0, -1.0])
+    opt = bn.AdamW(0.1, weight_decay=0.5)
+    for _ in range(3):
+        opt.step(p, np.zeros(2))
+    np.testing.assert_allclose(p, np.array([2.0, -1.0]) * (1 - 0.1 * 0.5) ** 3)
+
+
+def test_gradient_clipping_caps_the_global_norm():
+    g = np.array([3.0, 4.0, 0.0, 0.0])  # norm 5
+    p = np.zeros(4)
+    bn.SGD(1.0, clip_norm=1.0).step(p, g.copy())
+    assert np.linalg.norm(p) == pytest.approx(1.0)
+    np.testing.assert_allclose(p, -g / 5)  # same direction, shorter step
+    p = np.zeros(4)
+    small = np.array([0.3, 0.4, 0.0, 0.0])  # norm 0.5 < 1: untouched
+    bn.SGD(1.0, clip_norm=1.0).step(p, small.copy())
+    np.testing.assert_allclose(p, -small)
+
+
+def test_first_update_uses_the_schedule_at_step_0():
+    # StepDecay(1, 0.5, every=1): lr(0) = 1, lr(1) = 0.5, lr(2) = 0.25; with g = 1 the moves are exactly those
+    opt, p = bn.SGD(bn.StepDecay(1.0, drop=0.5, every=1)), np.zeros(1)
+    moves = []
+    for _ in range(3):
+        before = p[0]
+        opt.step(p, np.ones(1))
+        moves.append(before - p[0])
+    assert moves == [1.0, 0.5, 0.25]
+    assert opt.current_lr == 0.125  # the rate the next (4th) step will use
+
+
+def test_schedules_closed_forms():
+    assert [bn.Constant(0.3)(t) for t in (0, 10**6)] == [0.3, 0.3]
+    step = bn.StepDecay(1.0, drop=0.1, every=10)
+    assert [step(t) for t in (0, 9, 10, 25)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
+    exp = bn.ExponentialDecay(2.0, rate=0.5, steps=100)
+    assert [exp(t) for t in (0, 50, 100, 300)] == pytest.approx([2.0, 2.0 * 0.5**0.5, 1.0, 0.25])
+
+
+def test_cosine_decay_with_warmup_closed_form():
+    lr, lr_min, warmup, total = 1.0, 0.1, 4, 104
+    cos = bn.CosineDecay(lr, total_steps=total, warmup=warmup, lr_min=lr_min)
+    # warm-up: lr * (t + 1) / warmup for t = 0..3
+    assert [cos(t) for t in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    # then lr_min + (lr - lr_min) (1 + cos(pi u)) / 2, u = (t - warmup) / (total - warmup)
+    assert cos(4) == pytest.approx(1.0)
+    assert cos(4 + 50) == pytest.approx(lr_min + (lr - lr_min) * 0.5)         # u = 1/2
+    assert cos(4 + 25) == pytest.approx(lr_min + (lr - lr_min) * (1 + math.cos(math.pi / 4)) / 2)
+    assert cos(total) == pytest.approx(lr_min) and cos(10 * total) == pytest.approx(lr_min)
+    values = [cos(t) for t in range(4, total)]
+    assert all(a >= b for a, b in zip(values, values[1:]))  # monotone after warm-up
+    no_warmup = bn.CosineDecay(0.5, total_steps=10)
+    assert no_warmup(0) == pytest.approx(0.5) and no_warmup(10) == pytest.approx(0.0)
+
+
+def test_schedule_config_round_trip():
+    for sched in [bn.Constant(0.1), bn.StepDecay(0.1, 0.5, 7), bn.ExponentialDecay(0.2, 0.9, 11),
+                  bn.CosineDecay(0.3, 100, warmup=5, lr_min=0.01)]:
+        twin = schedule_from_config(schedule_to_config(sched))
+        assert type(twin) is type(sched) and [twin(t) for t in (0, 3, 50)] == [sched(t) for t in (0, 3, 50)]
+    assert schedule_from_config(schedule_to_config(0.01)) == 0.01
+    with pytest.raises(ValueError, match="only barenet.schedules objects"):
+        schedule_to_config(lambda t: 0.1)
+    with pytest.raises(ValueError, match="unknown schedule 'Evil'"):
+        schedule_from_config({"class": "Evil", "config": {}})
+
+
+@pytest.mark.parametrize("make", [
+    lambda: bn.SGD(0.05, momentum=0.9, nesterov=True),
+    lambda: bn.RMSprop(0.01),
+    lambda: bn.Adam(bn.CosineDecay(0.05, total_steps=20, warmup=3)),
+    lambda: bn.AdamW(0.05, weight_decay=0.1, clip_norm=0.5),
+])
+def test_state_dict_resumes_exactly(make):
+    rng = np.random.default_rng(0)
+    grads = rng.standard_normal((10, 6))
+    straight, p = make(), np.ones(6)
+    for g in grads:
+        straight.step(p, g.copy())
+    first, q = make(), np.ones(6)
+    for g in grads[:5]:
+        first.step(q, g.copy())
+    first.lr_scale = 1.0
+    saved = first.state_dict()
+    for buf in first.state.values():  # the saved state is a copy: later changes must not leak into it
+        buf += 123.0
+    resumed = make()
+    resumed.load_state_dict(saved)
+    assert resumed.step_count == 5
+    for g in grads[5:]:
+        resumed.step(q, g.copy())
+    np.testing.assert_array_equal(p, q)
+
+
+def test_load_state_dict_rejects_foreign_buffers():
+    with pytest.raises(ValueError, match=r"Adam state needs buffers \('m', 'v'\)"):
+        bn.Adam().load_state_dict({"step_count": 1, "buffers": {"velocity": np.zeros(2)}})
+
+
+def test_lr_scale_multiplies_the_rate():
+    opt = bn.SGD(0.1)
+    opt.lr_scale = 0.5
+    p = np.zeros(1)
+    opt.step(p, np.ones(1))
+    assert p[0] == pytest.approx(-0.05)
+
+
+def test_moments_are_flushed_before_they_become_subnormal():
+    opt, p = bn.Adam(1e-3), np.zeros(3, dtype=np.float32)
+    opt.step(p, np.array([1.0, 0.0, 0.0], dtype=np.float32))
+    opt.state["m"][1] = 1e-35  # would decay into float32's subnormal range
+    for _ in range(99):
+        opt.step(p, np.zeros(3, dtype=np.float32))
+    assert opt.step_count == 100 and opt.state["m"][1] == 0.0 and opt.state["m"][0] != 0.0
+
+
+def test_config_round_trip_and_names():
+    for opt in [bn.SGD(0.2, momentum=0.5), bn.RMSprop(0.003, rho=0.8), bn.Adam(bn.StepDecay(0.1, 0.5, 3), beta1=0.8),
+                bn.AdamW(0.01, weight_decay=0.2, clip_norm=2.0)]:
+        twin = optimizer_from_config(optimizer_name(opt), opt.get_config())
+        assert type(twin) is type(opt) and twin.get_config() == opt.get_config()
+
+
+def test_bad_optimizer_arguments():
+    with pytest.raises(ValueError, match=r"unknown optimizer 'adagrad'.*'adam'"):
+        bn.get_optimizer("adagrad")
+    with pytest.raises(ValueError, match="learning_rate must be > 0"):
+        bn.Adam(0.0)
+    with pytest.raises(ValueError, match="Nesterov momentum needs momentum > 0"):
+        bn.SGD(0.1, nesterov=True)
+    assert isinstance(bn.get_optimizer("SGD", momentum=0.9), bn.SGD)
