@@ -33,10 +33,11 @@ FAMILY = {
 
 def data_dir() -> Path:
     """``$BARENET_DATA`` or ``../shared/data`` next to the repository."""
+    repo = Path(__file__).resolve().parents[1]
     env = os.environ.get("BARENET_DATA")
     if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
+        return Path(env) if Path(env).is_absolute() else (repo / env).resolve()
+    return repo.parent / "shared" / "data"
 
 
 def _read_kdd(path: Path):

@@ -4,15 +4,14 @@ Nothing here is neural-network code; every step script shows its own math. The h
 eight scripts short and their output uniform.
 
 Data: the real data sets are found through the ``BARENET_DATA`` environment variable (a folder holding
-``mnist/`` and ``fashion-mnist/`` with the four IDX ``.gz`` files each). Without it the steps fall back to a
-clearly labelled synthetic data set, so every script still runs anywhere.
+``mnist/`` and ``fashion-mnist/`` with the four IDX ``.gz`` files each), read by ``barenet.load_mnist``.
+Without it the steps fall back to a clearly labelled synthetic data set, so every script still runs anywhere.
 """
 from __future__ import annotations
 
 import argparse
-import gzip
+import functools
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,29 +108,17 @@ def data_dir() -> Path | None:
     return Path(value) if value else None
 
 
-def _read_idx(path: Path, count: int) -> np.ndarray:
-    """The first ``count`` items of an IDX(.gz) file (magic, dims, uint8 data), read without the rest."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        magic = struct.unpack(">i", fh.read(4))[0]
-        ndim = magic & 0xFF
-        dims = struct.unpack(f">{ndim}i", fh.read(4 * ndim))
-        count = min(count, dims[0])
-        item = int(np.prod(dims[1:], dtype=np.int64))
-        data = np.frombuffer(fh.read(count * item), dtype=np.uint8)
-    return data.reshape((count,) + tuple(dims[1:]))
+@functools.lru_cache(maxsize=2)
+def _official_files(name: str):
+    """The official train and test arrays of MNIST or Fashion-MNIST from $BARENET_DATA (read once per process)."""
+    return bn.load_mnist(data_dir(), kind=name, download=False)
 
 
 def _load_images(name: str, n_trainval: int, n_test: int):
-    """(X_trainval, y_trainval, X_test, y_test) as float32 in [0, 1], the first rows of the official files.
-
-    """
-    folder = data_dir() / name
-    Xa = _read_idx(folder / "train-images-idx3-ubyte.gz", n_trainval)
-    ya = _read_idx(folder / "train-labels-idx1-ubyte.gz", n_trainval)
-    Xb = _read_idx(folder / "t10k-images-idx3-ubyte.gz", n_test)
-    yb = _read_idx(folder / "t10k-labels-idx1-ubyte.gz", n_test)
-    return _pixels(Xa), ya.astype(np.int64), _pixels(Xb), yb.astype(np.int64)
+    """(X_trainval, y_trainval, X_test, y_test): the first rows of the official files, pixels as float32 in [0, 1]."""
+    (Xa, ya), (Xb, yb) = _official_files(name)
+    return (_pixels(Xa[:n_trainval]), ya[:n_trainval].astype(np.int64),
+            _pixels(Xb[:n_test]), yb[:n_test].astype(np.int64))
 
 
 def _pixels(images: np.ndarray) -> np.ndarray:

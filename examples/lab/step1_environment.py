@@ -12,10 +12,10 @@ import platform
 import sys
 import time
 
+import labkit as lk
 import numpy as np
 
 import barenet as bn
-import labkit as lk
 
 
 def blas_rows():
@@ -71,12 +71,14 @@ def main(argv=None):
     speeds = [(name, f"{matmul_speed(n, dt, repeats):.1f}") for name, dt in (("float32", np.float32),
                                                                             ("float64", np.float64))]
     lk.table(["dtype", f"GFLOP/s ({n}x{n} @ {n}x{n})"], speeds)
-    lk.note("timings vary from run to run; float32 packs twice the numbers per vector instruction and per byte moved: barenet trains in it")
+    lk.note("timings vary from run to run; float32 packs twice the numbers into each vector instruction and")
+    lk.note("each byte moved, which is why barenet trains in float32")
 
     lk.heading("The seed: one generator, passed explicitly", "-")
     rng = np.random.default_rng(args.seed)
     print(f"  seed = {args.seed}")
-    print(f"  np.random.default_rng({args.seed}).standard_normal(4) = {np.array2string(rng.standard_normal(4), precision=6)}")
+    draws = np.array2string(rng.standard_normal(4), precision=6)
+    print(f"  np.random.default_rng({args.seed}).standard_normal(4) = {draws}")
     net = bn.build_mlp(4, hidden=(3,), n_outputs=2, seed=args.seed)
     w = net.parameters()["0.W"][0]
     print(f"  bn.build_mlp(4, (3,), 2, seed={args.seed}): first row of 0.W = {np.array2string(w, precision=6)}")

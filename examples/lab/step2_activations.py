@@ -8,10 +8,10 @@ with the central difference (f(x + h) - f(x - h)) / 2h, whose error is O(h^2).
 """
 from __future__ import annotations
 
+import labkit as lk
 import numpy as np
 
 import barenet as bn
-import labkit as lk
 
 H = 1e-6  # finite-difference step (float64)
 SAMPLE_X = np.array([-4.0, -2.0, -1.0, -0.5, 0.5, 1.0, 2.0, 4.0])
@@ -73,7 +73,7 @@ def softmax_section():
         print("    " + "  ".join(f"{v:+.6f}" for v in row))
     print(f"  max |J - numeric Jacobian|                = {lk.fmt(np.abs(analytic - numeric).max(), 3)}")
     layer = bn.Softmax()
-    out, cache = layer.forward(z[None, :])
+    _, cache = layer.forward(z[None, :])
     g = np.random.default_rng(0).standard_normal((1, 4))
     jvp = layer.backward(g, cache)[0]  # what backprop uses: s * (g - <g, s>), never building J
     print(f"  max |Softmax.backward(g) - g J|           = {lk.fmt(np.abs(jvp - g[0] @ analytic).max(), 3)}")

@@ -1,7 +1,7 @@
 """Step 3 - weight initialisation: how the starting weights decide whether signals survive 10 layers.
 
-For z = x W with n_in inputs of variance v and weights of variance s^2, Var(z) = n_in s^2 v. ReLU zeroes
-half of z, so the next layer's input has second moment n_in s^2 v / 2. The signal keeps its size only if
+For z = x W with n_in inputs of mean square E[x^2] = v and weights of variance s^2, Var(z) = n_in s^2 v.
+ReLU zeroes half of z, so the next layer's input has mean square n_in s^2 v / 2. The signal keeps its size only if
 n_in s^2 / 2 = 1, i.e. s^2 = 2 / n_in: He initialisation. Anything smaller shrinks the signal
 geometrically with depth (vanishing), anything larger grows it (exploding), and the gradients follow.
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 import textwrap
 import warnings
 
+import labkit as lk
 import numpy as np
 
 import barenet as bn
-import labkit as lk
 
 INITS = {  # label -> initialiser spec for bn.get_initializer / Dense(init=...)
     "zeros": "zeros",
@@ -87,7 +87,7 @@ def init_study(args):
     lk.table(["layer"] + list(INITS), rows)
     he_g, xa_s, he_s = stats["He"][1], stats["Xavier"][2], stats["He"][2]
     lk.note("zeros: exactly 0 everywhere; 0.01: vanishing (no layer can learn); 1.0: so large that one step")
-    lk.note(f"wrecks the network. Xavier looks flat only because its fading activations (x) meet a backward")
+    lk.note("wrecks the network. Xavier looks flat only because its fading activations (x) meet a backward")
     lk.note(f"signal dL/dh that fades the other way (std {lk.fmt(xa_s[-1], 2)} at layer 10 -> "
             f"{lk.fmt(xa_s[0], 2)} at layer 1)")
     lk.note(f"He: every layer gets a usable gradient ({he_g.min():.2f} to {he_g.max():.2f}); the backward signal "
@@ -124,7 +124,7 @@ def symmetry_study(args):
                       bn.Dense(hidden, init=init), bn.get_activation(act), bn.Dense(10, init=init)]
             net = bn.Sequential(layers, optimizer=bn.SGD(0.1), seed=args.seed, n_inputs=data.n_features)
         start = net.get_weights()
-        net.fit(data.X_train, data.y_train, epochs=epochs, batch_size=batch)
+        net.fit(data.X_train, data.y_train, epochs=epochs, batch_size=batch, blas_threads=1)
         W1, W2 = net.parameters()["0.W"], net.parameters()["2.W"]
         moved = np.linalg.norm(W1 - start["0.W"])
         acc = net.evaluate(data.X_val, data.y_val)["accuracy"]

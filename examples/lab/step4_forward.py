@@ -9,10 +9,10 @@ layer's raw scores (logits) become class probabilities through softmax.
 """
 from __future__ import annotations
 
+import labkit as lk
 import numpy as np
 
 import barenet as bn
-import labkit as lk
 
 
 def operation(layer) -> str:

@@ -13,10 +13,10 @@ Every analytic gradient is compared with the central difference (L(theta + eps) 
 """
 from __future__ import annotations
 
+import labkit as lk
 import numpy as np
 
 import barenet as bn
-import labkit as lk
 
 EPS = 1e-6
 
@@ -94,13 +94,16 @@ def chain_rule_section(net, X, y, dz_out):
     for i in range(len(net.layers) - 1, -1, -1):  # the same loop, asking the first layer for dL/dx too
         d = net.layers[i].backward(d, caches[i], need_dx=True)
     dx_net = d
+    def diff(name):
+        return lk.fmt(np.abs(by_hand[name] - grads[name]).max(), 2)
+
     rows = [
-        ["2 Dense", "dW = h^T dz", "2.W", str(by_hand["2.W"].shape), lk.fmt(np.abs(by_hand["2.W"] - grads["2.W"]).max(), 2)],
-        ["", "db = sum_rows dz", "2.b", str(by_hand["2.b"].shape), lk.fmt(np.abs(by_hand["2.b"] - grads["2.b"]).max(), 2)],
+        ["2 Dense", "dW = h^T dz", "2.W", str(by_hand["2.W"].shape), diff("2.W")],
+        ["", "db = sum_rows dz", "2.b", str(by_hand["2.b"].shape), diff("2.b")],
         ["", "dh = dz W^T", "dL/dh", str(dh1.shape), ""],
         ["1 ReLU", "dz = dh * 1[z > 0]", "dL/dz", str(dz0.shape), ""],
-        ["0 Dense", "dW = x^T dz", "0.W", str(by_hand["0.W"].shape), lk.fmt(np.abs(by_hand["0.W"] - grads["0.W"]).max(), 2)],
-        ["", "db = sum_rows dz", "0.b", str(by_hand["0.b"].shape), lk.fmt(np.abs(by_hand["0.b"] - grads["0.b"]).max(), 2)],
+        ["0 Dense", "dW = x^T dz", "0.W", str(by_hand["0.W"].shape), diff("0.W")],
+        ["", "db = sum_rows dz", "0.b", str(by_hand["0.b"].shape), diff("0.b")],
         ["", "dx = dz W^T", "dL/dx", str(dx.shape), lk.fmt(np.abs(dx - dx_net).max(), 2)],
     ]
     lk.table(["layer (backwards)", "rule", "gradient", "shape", "|by hand - net.backward|"], rows,

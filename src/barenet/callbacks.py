@@ -170,6 +170,9 @@ class TerminateOnNaN(Callback):
             state.stop("non_finite")
             if state.last_good_params is not None:
                 state.model.flat_params[...] = state.last_good_params
+            opt = state.model.optimizer
+            if any(not np.isfinite(buf).all() for buf in opt.state.values()):
+                opt.state = {}  # moments poisoned by the NaN step would break any later training: start afresh
             warnings.warn(
                 f"loss became {state.batch_loss} at epoch {state.epoch + 1}, batch {state.batch + 1}; training "
                 "stopped and the weights from the last epoch with a finite loss were kept. Try a smaller "

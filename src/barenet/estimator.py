@@ -127,8 +127,8 @@ class _NeuralNetBase(BaseEstimator):
             callbacks=() if partial else [stopper], verbose=2 if self.verbose is True else int(self.verbose))
         self._set_fitted_attributes()
         if not partial and history.stop_reason == "completed" and self.max_epochs > 0:
-            warnings.warn(f"maximum epochs ({self.max_epochs}) reached and the training loss has not converged "
-                          f"(changed by more than tol={self.tol} within {self.n_iter_no_change} epochs)",
+            warnings.warn(f"maximum epochs ({self.max_epochs}) reached before the {stopper.monitor} stopped improving "
+                          f"(by tol={self.tol} within {self.n_iter_no_change} epochs): not converged",
                           ConvergenceWarning, stacklevel=3)
         return self
 

@@ -103,16 +103,23 @@ class SoftmaxCrossEntropy(Loss):
     def value_and_grad(self, z, y, sample_weight=None):
         n, k = z.shape
         w = self._weights(y, k, sample_weight)
-        p = softmax(z, axis=1)
         if y.ndim == 1:  # integer labels: no one-hot matrix is ever built
-            rows = self._row_index(n)
-            picked = p[rows, y]
-            nll = -np.log(np.maximum(picked, np.finfo(p.dtype).tiny))
-            logp_small = picked < 1e-30
-            if logp_small.any():  # exact log-sum-exp where the probability underflowed
-                nll[logp_small] = -log_softmax(z[logp_small], axis=1)[np.arange(logp_small.sum()), y[logp_small]]
-            p[rows, y] -= 1.0  # p - onehot(y)
+            # with s = z - max_j z_j per row:  p = e^s / sum_j e^(s_j)  and  -log p_y = log sum_j e^(s_j) - s_y,
+            # the log-sum-exp form, exact even where p_y underflows. As in ``softmax``, the work happens on a
+            # transposed (k, n) copy (fast reductions down its first axis), where (y_i, i) is flat index y_i*n + i.
+            t = z.T.copy()  # s^T, ours: updated in place below
+            t -= t.max(axis=0)
+            at_y = y * n + self._row_index(n)
+            s_y = t.ravel()[at_y]
+            np.exp(t, out=t)
+            total = t.sum(axis=0)  # sum_j e^(s_j)
+            t /= total  # softmax(z)^T
+            nll = np.log(total)
+            nll -= s_y
+            t.ravel()[at_y] -= 1.0  # (p - onehot(y))^T
+            p = t.T  # (n, k), a view
         else:
+            p = softmax(z, axis=1)
             nll = -(y * log_softmax(z, axis=1)).sum(axis=1)
             p -= y
         if w is None:

@@ -224,7 +224,10 @@ class Sequential:
         def one(chunk):
             return np.stack([link(self.forward(chunk, training=True, rng=rng)[0]) for _ in range(n_samples)], axis=0)
 
-        return np.concatenate([one(c) for c in self._batches(X, batch_size)], axis=1)
+        samples = np.concatenate([one(c) for c in self._batches(X, batch_size)], axis=1)
+        if self.targets is not None and self.targets.kind == "binary":  # (P(class 0), P(class 1)), as predict_proba
+            samples = np.concatenate([1.0 - samples, samples], axis=2)
+        return samples
 
     def _require_classifier(self):
         self._check_ready()
@@ -261,11 +264,13 @@ class Sequential:
 
         return evaluate(self, X, y, **kwargs)
 
-    def save(self, path, *, metadata=None) -> None:
-        """Write the whole model to one file (see :mod:`barenet.serialization`); atomic."""
+    def save(self, path, *, metadata=None, arrays=None) -> None:
+        """Write the whole model to one file (see :mod:`barenet.serialization`); atomic.
+
+        ``arrays``: extra named arrays an application stores beside the weights (``extra_arrays`` on load)."""
         from .serialization import save
 
-        save(self, path, metadata=metadata)
+        save(self, path, metadata=metadata, arrays=arrays)
 
     # ------------------------------------------------------------------------------------------
     # configuration, copies, summary

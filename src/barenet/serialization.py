@@ -43,12 +43,17 @@ def _sha256(array: np.ndarray) -> str:
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder, fsync, then rename over the target.
 
-    A crash at any point leaves either the old file or the new one, never a mix.
+    A crash at any point leaves either the old file or the new one, never a mix. Missing parent folders
+    are created. The file keeps the mode of the file it replaces (0644 for a new one; mkstemp's own 0600
+    would hide a shared model or queue export from its other readers).
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
     try:
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

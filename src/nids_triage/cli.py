@@ -7,12 +7,14 @@ unknown review item...), with a one-line ``nids-triage: error: ...`` on stderr a
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import sys
 
 import barenet as bn
 
-from .datasets import DataNotFoundError, FlowFileError
+from .datasets import DataNotFoundError
+from .flows import FlowFileError
 from .model import TrainConfig
 from .review_queue import STATUSES, ReviewStateError
 
@@ -69,6 +71,8 @@ def _train_parser(sub):
     p.add_argument("--novelty-false-alarm", type=_share, default=_DEFAULTS.novelty_false_alarm,
                    help="share of ordinary validation flows the novelty detector may flag")
     p.add_argument("--class-weight", choices=("balanced", "none"), default=_DEFAULTS.class_weight or "none")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides",
+                   help="set any TrainConfig field, e.g. --set members=3 (repeatable; see docs)")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per epoch")
     _data_args(p)
 
@@ -168,6 +172,9 @@ def main(argv=None) -> int:
                 "review": commands.review, "retrain": commands.retrain, "demo": demo.run}
     try:
         return handlers[args.command](args) or 0
+    except BrokenPipeError:  # e.g. `nids-triage review export | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (CliError, FlowFileError, DataNotFoundError, bn.ModelFileError, ReviewStateError,
             sqlite3.DatabaseError, OSError) as exc:
         print(f"nids-triage: error: {_message(exc)}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """Bodies of the ``nids-triage`` commands (parsing lives in cli.py). These functions do the file I/O."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -8,7 +9,8 @@ from pathlib import Path
 import barenet as bn
 
 from .cli import CliError
-from .datasets import load_nsl_kdd, read_flow_csv
+from .datasets import load_nsl_kdd
+from .flows import read_flow_csv
 from .evaluation import evaluate_scored, model_info
 from .model import TrainConfig, TriageModel
 from .report import render_report
@@ -59,12 +61,30 @@ def config_from_args(args) -> TrainConfig:
     budget, target = args.review_budget, args.target_accuracy
     if budget is None and target is None:
         budget = TrainConfig().review_budget
-    return TrainConfig(hidden=tuple(args.hidden), dropout=args.dropout, epochs=args.epochs,
-                       batch_size=args.batch_size, learning_rate=args.learning_rate,
-                       class_weight=None if args.class_weight == "none" else args.class_weight,
-                       validation_fraction=args.validation_fraction, patience=args.patience,
-                       novelty_false_alarm=args.novelty_false_alarm, review_budget=budget,
-                       target_accuracy=target, seed=args.seed)
+    config = TrainConfig(hidden=tuple(args.hidden), dropout=args.dropout, epochs=args.epochs,
+                         batch_size=args.batch_size, learning_rate=args.learning_rate,
+                         class_weight=None if args.class_weight == "none" else args.class_weight,
+                         validation_fraction=args.validation_fraction, patience=args.patience,
+                         novelty_false_alarm=args.novelty_false_alarm, review_budget=budget,
+                         target_accuracy=target, seed=args.seed)
+    return apply_overrides(config, args.overrides)
+
+
+def apply_overrides(config: TrainConfig, overrides) -> TrainConfig:
+    """``--set name=value``: any TrainConfig field, the value parsed as JSON when it can be (else a string)."""
+    fields = {f.name for f in dataclasses.fields(config)}
+    changes = {}
+    for item in overrides or ():
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in fields:
+            raise CliError(f"--set {item!r}: expected NAME=VALUE with NAME one of {', '.join(sorted(fields))}")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        changes[name] = tuple(value) if isinstance(value, list) else value
+    return dataclasses.replace(config, **changes)
 
 
 def train(args) -> int:
@@ -144,7 +164,7 @@ def score(args) -> int:
     model = load_model(args.model)
     if args.mc_samples < 0:
         raise CliError("--mc-samples must be >= 0")
-    out = args.out or str(Path(args.flows).with_suffix("")) + ".scored.csv"
+    out = args.out or default_scored_path(args.flows)
     table, scored, added = score_to_queue(model, args.flows, out, None if args.no_queue else queue_path(args),
                                                 on_bad_row=args.on_bad_row, mc_samples=args.mc_samples)
     n, k = len(scored), int(scored.needs_review.sum())
@@ -153,6 +173,14 @@ def score(args) -> int:
     if added is not None:
         print(f"queued {added:,} new flows in {queue_path(args)} ({k - added:,} were already queued)")
     return 0
+
+
+def default_scored_path(flows) -> str:
+    """flows.csv / flows.csv.gz / flows.txt -> flows.scored.csv beside it."""
+    path, stem = Path(flows), Path(flows).name
+    for suffix in (".gz", ".csv", ".txt"):
+        stem = stem[: -len(suffix)] if stem.endswith(suffix) else stem
+    return str(path.with_name(stem + ".scored.csv"))
 
 
 def score_to_queue(model, flows, out, queue, *, on_bad_row="error", mc_samples=0):
@@ -254,7 +282,10 @@ def retrain_summary(s, out, model_id) -> str:
              f"  {'validation':<26}{'before':>10}{'after':>10}"]
     for key in ("accuracy", "macro_f1", "review_share", "auto_accuracy", "ece", "reviewed_accuracy"):
         b, a = s["before"].get(key), s["after"].get(key)
-        fmt = (lambda v: "n/a" if v is None else f"{v:.4f}")
         label = "accuracy on reviewed flows" if key == "reviewed_accuracy" else key
-        lines.append(f"  {label:<26}{fmt(b):>10}{fmt(a):>10}")
+        lines.append(f"  {label:<26}{_fmt4(b):>10}{_fmt4(a):>10}")
     return "\n".join(lines)
+
+
+def _fmt4(v) -> str:
+    return "n/a" if v is None else f"{v:.4f}"

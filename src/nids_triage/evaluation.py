@@ -69,7 +69,7 @@ def evaluate_scored(true_labels, scored, *, task: str, split: str, attack_names=
         "confusion_matrix": {"labels": labels, "matrix": cm.astype(int).tolist()},
         "reasons": reason_counts(scored.reasons),
         "unseen_attacks": unseen_attack_stats(attack_names, pred, needs),
-        "risk_coverage": risk_coverage(np.asarray(scored.risk)[valid], correct[valid]),
+        "risk_coverage": risk_coverage(np.asarray(scored.risk)[valid], correct[valid]) if valid.any() else None,
         "reliability": _reliability(confidence[valid], correct[valid]),
         "confidence_histogram": confidence_histogram(confidence[valid], correct[valid], needs[valid]),
         "model": model_info or {},

@@ -154,10 +154,17 @@ class TriageModel:
         logits = self.logits(X_val)
         before = {"nll": bn.nll(logits, task_index, groups=self.groups),
                   "ece": bn.expected_calibration_error(bn.calibrated_proba(logits, 1.0, groups=self.groups), task_index)}
-        self.temperature = bn.fit_temperature(logits, task_index, groups=self.groups)
-        proba = bn.calibrated_proba(logits, self.temperature, groups=self.groups)
-        after = {"nll": bn.nll(logits, task_index, self.temperature, groups=self.groups),
+        fitted = bn.fit_temperature(logits, task_index, groups=self.groups)
+        proba = bn.calibrated_proba(logits, fitted, groups=self.groups)
+        after = {"nll": bn.nll(logits, task_index, fitted, groups=self.groups),
                  "ece": bn.expected_calibration_error(proba, task_index)}
+        # The temperature minimises NLL; it is kept only if it does not make the validation ECE worse
+        # (with balanced class weights NLL and ECE can disagree); otherwise T = 1 and nothing changes.
+        self.temperature = fitted if after["ece"] <= before["ece"] else 1.0
+        if self.temperature != fitted:
+            proba = bn.calibrated_proba(logits, 1.0, groups=self.groups)
+            after = dict(before)
+        after["fitted_temperature"] = fitted
 
         self.novelty = MahalanobisNovelty(false_alarm_rate=cfg.novelty_false_alarm)
         self.novelty.fit(self.hidden(X_tr), fine_index, len(net.classes_))

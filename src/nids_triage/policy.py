@@ -2,9 +2,10 @@
 
 Two learned signals, each scaled so that 1.0 is its threshold:
 
-    confidence risk  r_c = (1 - confidence) / (1 - confidence_threshold)
-    novelty risk     r_n = novelty / novelty_threshold
-    risk             r   = max(r_c, r_n)        -> defer when r > 1
+    confidence risk    r_c = (1 - confidence) / (1 - confidence_threshold)
+    novelty risk       r_n = novelty / novelty_threshold
+    disagreement risk  r_d = disagreement / disagreement_threshold   (only with Monte-Carlo samples)
+    risk               r   = max(r_c, r_n, r_d)    -> defer when r > 1
 
 plus hard reasons that always defer: ``invalid_value`` (NaN/Inf/negative sentinel, bad row) and
 ``unseen_category`` (a protocol/service/flag value never seen in training).
@@ -98,10 +99,10 @@ class DeferralPolicy:
         invalid = zeros if invalid_value is None else np.asarray(invalid_value, dtype=bool)
         unseen = zeros if unseen_category is None else np.asarray(unseen_category, dtype=bool)
         risk = self.risk(confidence, novelty)
+        if disagreement is not None:  # the third signal competes for the budget on the same scale
+            risk = np.maximum(risk, np.asarray(disagreement, dtype=np.float64) / self.disagreement_threshold)
         risk[invalid] = np.inf  # an invalid row has no meaningful score
         learned = (risk > 1.0) & ~invalid & ~unseen
-        if disagreement is not None:
-            learned |= (np.asarray(disagreement) > self.disagreement_threshold) & ~invalid & ~unseen
         if self.review_budget is not None:
             learned = self._cap(learned, risk, n)
         hard = invalid | unseen

@@ -1,4 +1,4 @@
-"""The HTML evaluation report: one self-contained file, plots as base64 PNGs (matplotlib, Agg backend).
+"""The HTML evaluation report: one self-contained file, plots as base64 PNGs (matplotlib's Agg renderer).
 
 ``render_report(metrics, history)`` is a pure function of the metrics dict of ``evaluation.evaluate_scored``
 and the model's training History (``model.report["history"]``); the caller writes the returned text.
@@ -95,9 +95,7 @@ def _table(header, rows) -> str:
 # -------------------------------------------------------------------------------------------- plots
 def _plots_html(metrics, history) -> str:
     try:
-        import matplotlib
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt  # noqa: F401
+        from matplotlib.figure import Figure  # no pyplot: no global state, no backend switch (renders with Agg)
     except ImportError:
         return "<p class='note'>Plots need matplotlib (pip install 'barenet[app]').</p>"
     figures = [(_learning_curves, history, "Learning curves: loss and accuracy per epoch (train and validation)."),
@@ -107,25 +105,19 @@ def _plots_html(metrics, history) -> str:
                (_conf_hist, metrics, "Confidence of auto-decided and reviewed flows, right and wrong.")]
     out = []
     for draw, data, caption in figures:
-        png = _png(draw, data)
-        if png is not None:
-            out.append(f"<figure><img alt='{_e(draw.__name__.strip('_'))}' src='data:image/png;base64,{png}'>"
-                       f"<figcaption>{_e(caption)}</figcaption></figure>")
+        png = _png(Figure, draw, data)
+        out.append(f"<figure><img alt='{_e(draw.__name__.strip('_'))}' src='data:image/png;base64,{png}'>"
+                   f"<figcaption>{_e(caption)}</figcaption></figure>")
     return "<div class='grid'>" + "".join(out) + "</div>"
 
 
-def _png(draw, data) -> str | None:
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.2, 3.9), dpi=96)
-    try:
-        if draw(ax, data) is False:
-            return None
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return base64.b64encode(buf.getvalue()).decode("ascii")
-    finally:
-        plt.close(fig)
+def _png(figure_class, draw, data) -> str:
+    fig = figure_class(figsize=(5.2, 3.9), dpi=96)
+    draw(fig.subplots(), data)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _learning_curves(ax, history):
@@ -135,7 +127,7 @@ def _learning_curves(ax, history):
     if not histories:
         ax.text(0.5, 0.5, "no training history in the model file", ha="center", va="center")
         ax.set_axis_off()
-        return None
+        return
     twin = ax.twinx()
     for m, records in enumerate(histories):
         epochs = [r.get("epoch", i + 1) for i, r in enumerate(records)]
@@ -152,7 +144,6 @@ def _learning_curves(ax, history):
     ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="center right")
     members = f" ({len(histories)} ensemble members)" if len(histories) > 1 else ""
     ax.set_title("learning curves" + members)
-    return None
 
 
 def _confusion(ax, m):

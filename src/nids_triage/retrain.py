@@ -25,7 +25,7 @@ import numpy as np
 
 import barenet as bn
 
-from .datasets import FlowTable
+from .flows import FlowTable
 from .evaluation import evaluate_scored
 from .model import TriageModel, stratified_split
 from .schema import ATTACK_CATEGORY, CATEGORICAL, CATEGORIES, NUMERIC_COLUMNS, labels_for_task
@@ -103,13 +103,13 @@ def fine_tune(model: TriageModel, reviews: list, train_table, *, epochs: int = 3
     fine_rev = np.full(len(reviews), "", dtype=object)
     if usable.any():
         fine_proba = bn.calibrated_proba(model.logits(X_rev), 1.0)  # the members' averaged fine classes
-        fine_rev[usable] = map_verdicts([v for v, u in zip(verdicts, usable) if u], fine_proba,
+        fine_rev[usable] = map_verdicts([v for v, u in zip(verdicts, usable, strict=True) if u], fine_proba,
                                         net.classes_, model.task)
     keep = fine_rev != ""
     X_rev, y_rev = encoded.X[keep], fine_rev[keep].astype(str)
     summary = {"n_closed": len(reviews), "n_used": int(keep.sum()), "n_unusable_features": int((~usable).sum()),
                "n_unmapped_verdict": int((usable & ~keep).sum()),
-               "fine_labels": {str(k): int(v) for k, v in zip(*np.unique(y_rev, return_counts=True))}}
+               "fine_labels": {str(k): int(v) for k, v in zip(*np.unique(y_rev, return_counts=True), strict=True)}}
     if not keep.any():
         raise ValueError("no closed review can be used for retraining "
                          f"({summary['n_unusable_features']} with unusable features, "
@@ -138,7 +138,7 @@ def fine_tune(model: TriageModel, reviews: list, train_table, *, epochs: int = 3
                                batch_size=cfg.batch_size)
     model._calibrate(np.concatenate([X_tr, X_rev]), np.concatenate([y_tr, y_rev]), X_val, y_val)
     after = _validation_metrics(model, val.subset(np.flatnonzero(known_val)), X_rev, y_rev)
-    summary.update({"epochs": int(epochs), "replay": int(len(pick)), "review_weight": float(review_weight),
+    summary.update({"epochs": int(epochs), "replay": len(pick), "review_weight": float(review_weight),
                     "before": before, "after": after})
     model.report["retrain"] = summary
     return model, summary

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-from .datasets import atomic_write_bytes
+import barenet as bn
 
 STATUSES = ("new", "in_review", "closed")
 _ITEM_KEYS = {"model_id", "features", "source_file", "line", "predicted_label",
@@ -246,7 +246,7 @@ class ReviewQueue:
         if hasattr(path_or_file, "write"):
             path_or_file.write(text)
         else:
-            atomic_write_bytes(path_or_file, text.encode("utf-8"))
+            bn.atomic_write_bytes(path_or_file, text.encode("utf-8"))
         return len(items)
 
 

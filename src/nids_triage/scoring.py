@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import LABEL_ALIASES, read_flow_csv
+from .flows import LABEL_ALIASES, read_flow_csv
 from .review_queue import flow_key
 from .schema import DIFFICULTY_COLUMN, FEATURE_COLUMNS, LABEL_COLUMN
 
@@ -54,16 +54,16 @@ def raw_features(raw_row, columns) -> dict:
     if len(raw_row) != len(columns):
         return {RAW_FIELDS_KEY: list(raw_row)}
     wanted = set(FEATURE_COLUMNS)
-    return {name: value for name, value in zip(columns, raw_row) if name in wanted}
+    return {name: value for name, value in zip(columns, raw_row, strict=True) if name in wanted}
 
 
 def review_items(model_id, table, scored, columns) -> list:
     """ReviewQueue items for the deferred flows (flow_key = model id + raw features)."""
-    items = []
+    items, source = [], str(Path(table.source).resolve())
     for i in np.flatnonzero(scored.needs_review):
         conf = float(scored.confidence[i])
         items.append({"model_id": model_id, "features": raw_features(table.raw[i], columns),
-                      "source_file": str(table.source), "line": int(table.line[i]),
+                      "source_file": source, "line": int(table.line[i]),
                       "predicted_label": scored.labels[i] or None,
                       "confidence": conf if math.isfinite(conf) else None,
                       "reasons": list(scored.reasons[i])})
@@ -85,8 +85,19 @@ def scored_csv_text(model_id, table, scored, columns) -> str:
         writer.writerow([i + 1, int(table.line[i]), scored.labels[i], _fmt(scored.confidence[i]) if valid else "",
                          *probs, int(bool(scored.needs_review[i])), ";".join(scored.reasons[i]),
                          _fmt(scored.risk[i]) if valid else "", _fmt(scored.novelty[i]) if valid else "",
-                         key, table.bad_message[i] or ""])
+                         key, table.bad_message[i] or (_invalid_detail(table, i) if not valid else "")])
     return buf.getvalue()
+
+
+def _invalid_detail(table, i) -> str:
+    """Why a row that parsed is still invalid: its first NaN, infinite or negative value."""
+    values = np.asarray(table.numeric[i], dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+    if not bad.size:
+        return ""
+    column = table.numeric_columns[bad[0]]
+    return (f"{table.source}: line {int(table.line[i])}, column {column!r}: value {values[bad[0]]!r} "
+            "is NaN, infinite or negative")
 
 
 def _fmt(x) -> str:

@@ -244,7 +244,7 @@ def test_labels_not_among_the_training_classes(fitted):
 
 
 def test_empty_arrays(fitted):
-    net, X, y = fitted
+    net, X, _ = fitted
     with pytest.raises(ValueError, match=r"X is empty: 0 samples"):
         bn.build_mlp(hidden=(4,), n_outputs=3).fit(np.empty((0, 5)), np.empty(0))
     with pytest.raises(ValueError, match=r"X is empty"):
@@ -306,6 +306,9 @@ def test_binary_and_multilabel_targets():
     net.fit(X, labels, epochs=20, batch_size=32)
     proba = net.predict_proba(X)
     assert proba.shape == (200, 2) and np.allclose(proba.sum(axis=1), 1.0)
+    samples = net.sample_predict_proba(X, 3, seed=0)  # same layout as predict_proba: (samples, n, 2 classes)
+    assert samples.shape == (3, 200, 2) and np.allclose(samples.sum(axis=2), 1.0)
+    np.testing.assert_allclose(samples.mean(axis=0), proba, atol=1e-6)  # no dropout: every sample is proba
     assert list(net.classes_) == ["attack", "benign"]
     assert np.mean(net.predict(X) == labels) > 0.9
     Y = (X[:, :2] > 0).astype(int)

@@ -29,7 +29,7 @@ def _trained(dtype="float32", labels=None, optimizer=None):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_round_trip_is_bit_exact(tmp_path, dtype):
     labels = np.array(["benign", "ddos", "port_scan"])
-    net, X, y = _trained(dtype, labels)
+    net, X, _ = _trained(dtype, labels)
     metadata = {"dataset": "nsl-kdd", "threshold": 0.8, "columns": ["a", "b"], "nested": {"k": [1, 2]}}
     path = tmp_path / "model.npz"
     net.save(path, metadata=metadata)
@@ -124,7 +124,7 @@ def _with_manifest(manifest) -> bytes:
 
 @pytest.fixture
 def saved(tmp_path):
-    net, X, _ = _trained()
+    net, _, _ = _trained()
     path = tmp_path / "good.npz"
     net.save(path)
     return net, path
@@ -203,7 +203,7 @@ def test_a_tampered_array_fails_its_checksum(saved, tmp_path):
 
 
 def test_a_reshaped_or_missing_array_is_named(saved, tmp_path):
-    net, path = saved
+    _, path = saved
     bad = tmp_path / "bad.npz"
     _rewrite(path, bad, replace={"param:0.b.npy": _npy_bytes(np.zeros(3, dtype=np.float32))})
     with pytest.raises(bn.ModelFileError, match=r"array 'param:0.b' is <f4\[3\], the manifest says <f4\[8\]"):
@@ -274,3 +274,13 @@ def test_atomic_write_bytes_replaces_whole_files(tmp_path):
     bn.atomic_write_bytes(path, b"second, longer")
     assert path.read_bytes() == b"second, longer"
     assert os.listdir(tmp_path) == ["f.bin"]
+
+
+def test_atomic_write_creates_folders_and_keeps_a_readable_mode(tmp_path):
+    target = tmp_path / "new" / "folder" / "file.bin"
+    bn.atomic_write_bytes(target, b"one")
+    assert target.read_bytes() == b"one"
+    assert target.stat().st_mode & 0o777 == 0o644
+    target.chmod(0o640)
+    bn.atomic_write_bytes(target, b"two")  # replacing keeps the mode the owner chose
+    assert target.read_bytes() == b"two" and target.stat().st_mode & 0o777 == 0o640

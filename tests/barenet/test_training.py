@@ -134,7 +134,7 @@ def _run(blobs, seed):
 
 
 def test_same_seed_gives_bit_identical_history_and_weights(blobs):
-    (a, ha), (b, hb), (c, hc) = _run(blobs, 5), _run(blobs, 5), _run(blobs, 6)
+    (a, ha), (b, hb), (_, hc) = _run(blobs, 5), _run(blobs, 5), _run(blobs, 6)
     assert ha == hb  # exact float equality, every key but "time"
     np.testing.assert_array_equal(a.flat_params, b.flat_params)
     assert ha != hc
@@ -227,6 +227,22 @@ def test_terminate_on_nan_is_on_by_default(blobs):
         off = _net(0, optimizer=bn.SGD(0.01))
         history = off.fit(X, y, epochs=4, callbacks=[bn.LearningRateScheduler(blow_up)], terminate_on_nan=False)
     assert len(history) == 4 and not np.isfinite(off.flat_params).all()  # without it, the damage stays
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_training_can_continue_after_a_non_finite_stop(blobs, tmp_path):
+    # the NaN step also poisons Adam's moments; they must not make every later fit fail at once
+    X, y = blobs
+    net = _net(0)
+    history = net.fit(X, y, epochs=4, callbacks=[bn.LearningRateScheduler(lambda e, lr: 1e30 if e == 1 else 1e-3)])
+    assert history.stop_reason == "non_finite"
+    assert all(np.isfinite(buf).all() for buf in net.optimizer.state.values())
+    net.optimizer.learning_rate = 1e-3
+    net.save(tmp_path / "m.npz")
+    for model in (net, bn.load(tmp_path / "m.npz")):
+        again = model.fit(X, y, epochs=2)
+        assert again.stop_reason == "completed" and np.isfinite(again["loss"]).all()
+        assert np.isfinite(model.flat_params).all()
 
 
 def test_terminate_on_nan_never_restores_non_finite_weights(blobs):
@@ -341,3 +357,22 @@ def test_blas_threads_auto_means_one_thread_for_small_layers(blobs):
     for threads, net in nets.items():
         net.fit(X, y, epochs=2, blas_threads=threads)
     np.testing.assert_array_equal(nets["auto"].flat_params, nets[1].flat_params)
+
+
+def test_class_weight_on_regression_targets_is_refused_not_ignored():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    net = bn.build_mlp(hidden=(4,), n_outputs=1, loss="mse", seed=0)
+    with pytest.raises(ValueError, match="weights classes of multiclass or binary targets; these are continuous"):
+        net.fit(X, X[:, 0], epochs=1, class_weight={0: 2.0})
+
+
+def test_history_lr_is_the_rate_the_epoch_trained_with():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 3))
+    y = (X[:, 0] > 0).astype(int)
+    # 4 steps per epoch at batch 16: epoch k starts at step 4k, so it trains with lr 0.1 * 0.5 ** k
+    schedule = bn.StepDecay(0.1, drop=0.5, every=4)
+    net = bn.build_mlp(hidden=(4,), n_outputs=2, optimizer=bn.SGD(schedule), seed=0)
+    history = net.fit(X, y, epochs=3, batch_size=16)
+    assert history["lr"] == pytest.approx([0.1, 0.05, 0.025])

@@ -14,14 +14,10 @@ import urllib.request
 import numpy as np
 import pytest
 
+import barenet as bn
 from nids_triage import datasets
-from nids_triage.datasets import (
-    DataNotFoundError,
-    FlowFileError,
-    atomic_write_bytes,
-    load_nsl_kdd,
-    read_flow_csv,
-)
+from nids_triage.datasets import DataNotFoundError, load_nsl_kdd
+from nids_triage.flows import FlowFileError, read_flow_csv
 from nids_triage.schema import FEATURE_COLUMNS
 
 DATA = os.environ.get("BARENET_DATA")
@@ -238,11 +234,11 @@ def test_unknown_split():
 
 def test_atomic_write_keeps_old_file_on_failure(monkeypatch, tmp_path):
     target = tmp_path / "out.txt"
-    atomic_write_bytes(target, b"old")
+    bn.atomic_write_bytes(target, b"old")
 
     def broken_replace(src, dst):
         raise OSError("disk full")
-    monkeypatch.setattr(datasets.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        atomic_write_bytes(target, b"new")
+        bn.atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["out.txt"]

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from nids_triage.datasets import FlowTable, load_nsl_kdd
+from nids_triage.datasets import load_nsl_kdd
+from nids_triage.flows import FlowTable
 from nids_triage.features import FeatureEncoder
 from nids_triage.schema import CATEGORICAL, NUMERIC_COLUMNS
 

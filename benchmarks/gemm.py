@@ -1,0 +1,45 @@
+"""The hardware floor of a training run: its matrix products alone, replayed on arrays of the same shapes.
+
+One step of an MLP with layers W_1 .. W_L on a batch X (n rows) needs, and only needs, these products::
+
+    forward    h_l = h_{l-1} W_l                      (n, d_{l-1}) x (d_{l-1}, d_l)
+    backward   dW_l = h_{l-1}^T dz_l                  (d_{l-1}, n) x (n, d_l)
+               dh_{l-1} = dz_l W_l^T   for l >= 2     (n, d_l) x (d_l, d_{l-1})
+
+Everything else a framework does (bias, activations, the loss, the optimiser, shuffling, Python) is overhead
+on top of these. ``replay_training_gemms`` runs exactly these products, for every batch of every epoch
+(including the last, shorter batch), into preallocated outputs, so its time is what the same training
+would take if everything else were free.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def replay_training_gemms(n_rows: int, widths, batch_size: int, epochs: int, *, seed=0, dtype=np.float32) -> float:
+    """Seconds spent in the matrix products of ``epochs`` epochs of mini-batch training (see module doc)."""
+    rng = np.random.default_rng(seed)
+    widths = [int(w) for w in widths]
+    sizes = [batch_size] * (n_rows // batch_size) + ([n_rows % batch_size] if n_rows % batch_size else [])
+    W = [rng.standard_normal((a, b), dtype=dtype) * 0.1 for a, b in zip(widths[:-1], widths[1:])]
+    gW = [np.empty_like(w) for w in W]
+
+    def buffers(n):
+        h = [rng.standard_normal((n, w), dtype=dtype) for w in widths]  # h_0 = X, h_l = layer outputs
+        dz = [rng.standard_normal((n, w), dtype=dtype) for w in widths]
+        return h, dz
+
+    shapes = {n: buffers(n) for n in set(sizes)}
+    tic = time.perf_counter()
+    for _ in range(epochs):
+        for n in sizes:
+            h, dz = shapes[n]
+            for l, w in enumerate(W):  # forward
+                np.matmul(h[l], w, out=h[l + 1])
+            for l in range(len(W) - 1, -1, -1):  # backward
+                np.matmul(h[l].T, dz[l + 1], out=gW[l])
+                if l > 0:
+                    np.matmul(dz[l + 1], W[l].T, out=dz[l])
+    return time.perf_counter() - tic

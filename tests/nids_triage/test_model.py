@@ -1,0 +1,133 @@
+"""TriageModel on synthetic flows: the model file round trip and the deferral of unusable rows."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from nids_triage.flows import FlowTable, read_flow_csv
+from nids_triage.model import TrainConfig, TriageModel
+from nids_triage.schema import CATEGORICAL, FEATURE_COLUMNS, NUMERIC_COLUMNS
+
+# four separable attack names: one per 5-class family we need, each with its own telltale features
+PROFILES = {
+    "normal": {"service": "http", "flag": "SF", "src_bytes": 300.0, "logged_in": 1.0, "same_srv_rate": 1.0},
+    "neptune": {"service": "private", "flag": "S0", "count": 200.0, "serror_rate": 1.0},
+    "satan": {"service": "other", "flag": "REJ", "rerror_rate": 1.0, "diff_srv_rate": 0.8},
+    "guess_passwd": {"service": "telnet", "flag": "SF", "num_failed_logins": 1.0, "duration": 5.0},
+}
+
+
+def synthetic_table(rng, n, names=None) -> FlowTable:
+    names = np.asarray(names if names is not None else rng.choice(list(PROFILES), n, p=[0.5, 0.3, 0.15, 0.05]))
+    numeric = np.abs(rng.normal(0.0, 0.05, (n, len(NUMERIC_COLUMNS))))
+    cats = {c: np.empty(n, dtype=object) for c in CATEGORICAL}
+    for i, name in enumerate(names):
+        for key, value in PROFILES[name].items():
+            if key in cats:
+                cats[key][i] = value
+            else:
+                numeric[i, NUMERIC_COLUMNS.index(key)] = value * rng.uniform(0.8, 1.2)
+    for c in CATEGORICAL:
+        if c == "protocol_type":
+            cats[c][:] = "tcp"
+    empty = np.empty(n, dtype=object)
+    return FlowTable(numeric=numeric, categorical={c: v.astype(str) for c, v in cats.items()},
+                     numeric_columns=NUMERIC_COLUMNS, attack=names.astype(str), difficulty=None, source="synthetic",
+                     line=np.arange(1, n + 1), bad_reason=empty.copy(), bad_message=empty.copy())
+
+
+def small_config(**kw):
+    extra = {"members": 2} if "members" in {f.name for f in dataclasses.fields(TrainConfig)} else {}
+    return TrainConfig(**{"hidden": (16,), "epochs": 4, "batch_size": 64, "seed": 0, **extra, **kw})
+
+
+@pytest.fixture(scope="module")
+def model():
+    return TriageModel.train(synthetic_table(np.random.default_rng(0), 3000), "5class", small_config())
+
+
+@pytest.fixture(scope="module")
+def flows():
+    return synthetic_table(np.random.default_rng(1), 400)
+
+
+def test_learns_the_synthetic_task(model, flows):
+    scored = model.score(flows)
+    assert model.classes == ["DoS", "Probe", "R2L", "normal"]
+    assert (scored.labels == model.true_labels(flows)).mean() > 0.95
+    np.testing.assert_allclose(scored.proba.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_model_file_round_trip(model, flows, tmp_path):
+    path = tmp_path / "model.npz"
+    model.save(path)
+    again = TriageModel.load(path)
+    assert again.encoder.to_dict() == model.encoder.to_dict()  # encoder round trip through the file
+    np.testing.assert_array_equal(again.encoder.transform(flows).X, model.encoder.transform(flows).X)
+    assert again.model_id == model.model_id and again.classes == model.classes
+    assert again.temperature == model.temperature and again.policy.to_dict() == model.policy.to_dict()
+    assert again.config == model.config and again.report == model.report
+    a, b = model.score(flows), again.score(flows)
+    np.testing.assert_array_equal(a.proba, b.proba)
+    np.testing.assert_array_equal(a.needs_review, b.needs_review)
+    assert a.reasons == b.reasons and list(a.labels) == list(b.labels)
+
+
+def test_unknown_categories_and_invalid_values_go_to_review(model, flows):
+    table = flows.subset(np.arange(8))
+    table.categorical = {c: v.astype(object) for c, v in table.categorical.items()}  # room for longer names
+    table.categorical["service"][0] = "never_seen_service"
+    table.categorical["flag"][1] = "XX"
+    col = NUMERIC_COLUMNS.index("src_bytes")
+    table.numeric[2, col] = np.nan
+    table.numeric[3, col] = np.inf
+    table.numeric[4, NUMERIC_COLUMNS.index("count")] = -1.0  # exporter sentinel
+    table.categorical["service"][5] = "never_seen_service"
+    table.numeric[5, col] = np.nan  # both at once: invalid wins
+    scored = model.score(table)
+    assert scored.reasons[0] == ["unseen_category"] and scored.reasons[1] == ["unseen_category"]
+    assert scored.labels[0] != ""  # still predicted, but a person decides
+    for i in (2, 3, 4, 5):
+        assert scored.reasons[i] == ["invalid_value"] and scored.labels[i] == "" and np.isnan(scored.confidence[i])
+    assert scored.needs_review[:6].all()
+    assert scored.unknown_values["service"] == {"never_seen_service": 2}
+
+
+def test_bad_rows_of_a_file_go_to_review_in_place(model, tmp_path):
+    good = ",".join(["0", "tcp", "http", "SF"] + ["0"] * 37)
+    bad_number = good.replace("0,tcp", "zero,tcp", 1)
+    short = ",".join(good.split(",")[:20])
+    path = tmp_path / "flows.csv"
+    path.write_text("\n".join([good, bad_number, good, short, good]) + "\n")
+    table = read_flow_csv(path, on_bad_row="review")
+    scored = model.score(table)
+    assert len(scored) == 5  # never drops a row
+    assert [r for r in scored.reasons if r == ["invalid_value"]] == [["invalid_value"]] * 2
+    assert scored.reasons[1] == ["invalid_value"] and scored.reasons[3] == ["invalid_value"]
+    assert scored.labels[0] != "" and scored.labels[1] == ""
+
+
+def test_score_keeps_order_and_length(model, flows):
+    reversed_flows = flows.subset(np.arange(len(flows))[::-1])
+    a, b = model.score(flows), model.score(reversed_flows)
+    assert len(a) == len(flows)
+    np.testing.assert_allclose(a.proba[::-1], b.proba, rtol=1e-6, atol=1e-7)
+
+
+def test_binary_task_groups_attack_names(flows):
+    model = TriageModel.train(synthetic_table(np.random.default_rng(2), 1500), "binary", small_config(epochs=2))
+    assert model.classes == ["attack", "normal"]
+    scored = model.score(flows)
+    assert scored.proba.shape == (len(flows), 2)
+    assert set(scored.labels.tolist()) <= {"attack", "normal"}
+
+
+def test_target_accuracy_goal(flows):
+    cfg = small_config(review_budget=None, target_accuracy=0.99, epochs=2)
+    model = TriageModel.train(synthetic_table(np.random.default_rng(3), 1500), "5class", cfg)
+    assert model.policy.target_accuracy == 0.99 and model.policy.review_budget is None
+    assert len(model.score(flows)) == len(flows)
+
+
+def test_feature_columns_are_the_schema():
+    assert len(FEATURE_COLUMNS) == 41 and len(NUMERIC_COLUMNS) == 38
