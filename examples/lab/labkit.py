@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +44,10 @@ def heading(text: str, char: str = "=") -> None:
     print(char * len(text))
 
 
-def note(text: str) -> None:
-    """A one-line explanation under a table."""
-    print(f"  -> {text}")
+def note(text: str, width: int = 104) -> None:
+    """A short explanation under a table, wrapped to ``width`` characters."""
+    print(textwrap.fill(text, width=width, initial_indent="  -> ", subsequent_indent="     ",
+                        break_on_hyphens=False))
 
 
 def table(headers, rows, *, align=None, indent: int = 2) -> None:
@@ -128,15 +130,17 @@ def _pixels(images: np.ndarray) -> np.ndarray:
 
 
 def synthetic_classes(n: int, *, n_features=64, n_classes=10, noise=1.0, seed=0):
-    """Gaussian clouds around random class centres: the stand-in used when BARENET_DATA is not set."""
+    """Gaussian clouds around random class centres, scaled so every feature has unit variance: the stand-in
+    used when BARENET_DATA is not set. ``noise`` is the spread of a cloud relative to that of the centres."""
     rng = np.random.default_rng(10_000 + seed)
-    centres = rng.standard_normal((n_classes, n_features)).astype(np.float32)
+    centres = rng.standard_normal((n_classes, n_features))
     y = rng.integers(0, n_classes, size=n)
-    X = centres[y] + noise * rng.standard_normal((n, n_features)).astype(np.float32)
+    X = (centres[y] + noise * rng.standard_normal((n, n_features))) / np.sqrt(1.0 + noise**2)
     return X.astype(np.float32), y.astype(np.int64)
 
 
-def image_split(name: str, n_train: int, n_val: int, n_test: int, *, seed: int = 0, synthetic_noise=1.0) -> Split:
+def image_split(name: str, n_train: int, n_val: int, n_test: int, *, seed: int = 0,
+                synthetic_noise: float = 3.0) -> Split:
     """A train/validation/test split of MNIST or Fashion-MNIST (or of synthetic data without BARENET_DATA).
 
     Train and validation come from the first ``n_train + n_val`` rows of the official training file, split

@@ -135,7 +135,8 @@ def render(steps, outputs, args, out: Path, plot_dir: Path, total: float) -> str
         "",
         ("Each step below is a script in `examples/lab/` that you can run yourself; what follows each step's math "
          "is that script's printed output, pasted by `examples/lab/make_docs.py` from a real run (seed "
-         f"{args.seed}). Apart from timings, the same seed prints the same numbers."),
+         f"{args.seed}). Apart from timings, the same seed prints the same numbers (on "
+         "the same library versions and BLAS)."),
         "",
         "```",
         "python examples/lab/stepN_*.py [--seed 0] [--fast] [--plot-dir DIR]",
@@ -155,7 +156,7 @@ def render(steps, outputs, args, out: Path, plot_dir: Path, total: float) -> str
                   f"`{command}` ({elapsed:.1f} s):", "", "```text", stdout.strip("\n"), "```"]
         for name, caption in step.plots.items():
             rel = os.path.relpath(plot_dir / name, out.parent).replace(os.sep, "/")
-            lines += ["", f"![{caption}]({rel})", "", f"*{caption}*"]
+            lines += ["", f"![{Path(name).stem}]({rel})", "", f"*{caption}*"]
     return "\n".join(lines) + "\n"
 
 

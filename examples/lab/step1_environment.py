@@ -71,8 +71,8 @@ def main(argv=None):
     speeds = [(name, f"{matmul_speed(n, dt, repeats):.1f}") for name, dt in (("float32", np.float32),
                                                                             ("float64", np.float64))]
     lk.table(["dtype", f"GFLOP/s ({n}x{n} @ {n}x{n})"], speeds)
-    lk.note("timings vary from run to run; float32 packs twice the numbers into each vector instruction and")
-    lk.note("each byte moved, which is why barenet trains in float32")
+    lk.note("timings vary from run to run; float32 packs twice the numbers into each vector instruction and "
+            "each byte moved, which is why barenet trains in float32")
 
     lk.heading("The seed: one generator, passed explicitly", "-")
     rng = np.random.default_rng(args.seed)

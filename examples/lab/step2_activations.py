@@ -122,8 +122,8 @@ def dying_relu(seed, fast):
         if lr == 0.1:
             victim = (lr, net, dead)
     lk.table(["learning rate", "dead at init", "dead after training", "train accuracy"], rows)
-    lk.note("a dead unit outputs 0 for every input; too-large steps push weights and biases far negative")
-    lk.note("units dead at init come from the uncentred inputs: centring the features avoids most of them")
+    lk.note("a dead unit outputs 0 for every input; too-large steps push weights and biases far negative. "
+            "The units dead at init come from the uncentred inputs: centring the features avoids most of them")
     lr, net, dead = victim
     if not len(dead):
         return
@@ -137,8 +137,8 @@ def dying_relu(seed, fast):
     print(f"  with the weights trained at learning rate {lr:g}, gradient norm ||dL/dW|| of the dead units:")
     print(f"    ReLU        max over dead units = {lk.fmt(g_relu.max())}")
     print(f"    LeakyReLU   min over the same   = {lk.fmt(g_leaky.min())}")
-    lk.note("ReLU passes exactly zero gradient to a dead unit, so no update can ever revive it;")
-    lk.note("LeakyReLU's slope 0.01 for x < 0 keeps a small gradient flowing, so the unit can recover")
+    lk.note("ReLU passes exactly zero gradient to a dead unit, so no update can ever revive it; LeakyReLU's "
+            "slope 0.01 for x < 0 keeps a small gradient flowing, so the unit can recover")
 
 
 def main(argv=None):

@@ -86,14 +86,14 @@ def init_study(args):
     rows = [[str(i + 1)] + [lk.fmt(stats[k][1][i], 3) for k in INITS] for i in range(DEPTH)]
     lk.table(["layer"] + list(INITS), rows)
     he_g, xa_s, he_s = stats["He"][1], stats["Xavier"][2], stats["He"][2]
-    lk.note("zeros: exactly 0 everywhere; 0.01: vanishing (no layer can learn); 1.0: so large that one step")
-    lk.note("wrecks the network. Xavier looks flat only because its fading activations (x) meet a backward")
-    lk.note(f"signal dL/dh that fades the other way (std {lk.fmt(xa_s[-1], 2)} at layer 10 -> "
-            f"{lk.fmt(xa_s[0], 2)} at layer 1)")
+    lk.note("zeros: exactly 0 everywhere; 0.01: vanishing (no layer can learn); 1.0: so large that one step "
+            "wrecks the network")
+    lk.note("Xavier looks flat only because its fading activations (x) meet a backward signal dL/dh that fades "
+            f"the other way (std {lk.fmt(xa_s[-1], 2)} at layer 10 -> {lk.fmt(xa_s[0], 2)} at layer 1)")
     lk.note(f"He: every layer gets a usable gradient ({he_g.min():.2f} to {he_g.max():.2f}); the backward signal "
-            f"dL/dh stays steady ({lk.fmt(he_s[-1], 2)} -> {lk.fmt(he_s[0], 2)}),")
-    lk.note("and the rise of ||dL/dW|| towards the output comes from deeper ReLU outputs (all >= 0) being more")
-    lk.note("alike from sample to sample, so the batch sum h^T dz adds up more coherently")
+            f"dL/dh stays steady ({lk.fmt(he_s[-1], 2)} at layer 10 -> {lk.fmt(he_s[0], 2)} at layer 1), and the "
+            "rise of ||dL/dW|| towards the output comes from deeper ReLU outputs (all >= 0) being more alike from "
+            "sample to sample, so the batch sum h^T dz adds up more coherently")
     return stats
 
 
@@ -114,8 +114,8 @@ def symmetry_study(args):
     lk.describe(data)
     hidden, epochs, batch = 32, (2 if args.fast else 5), 64
     steps = epochs * -(-n_train // batch)
-    print(f"  network: {data.n_features} -> Dense({hidden}) -> act -> Dense({hidden}) -> act -> Dense(10), "
-          f"every layer initialised alike, SGD lr 0.1, {steps} updates")
+    print(f"  network: {data.n_features} -> Dense({hidden}) -> act -> Dense({hidden}) -> act -> Dense(10)")
+    print(f"  every layer initialised alike; SGD lr 0.1, {steps} updates (batch {batch}, {epochs} epochs)")
     rows = []
     for init, act in (("zeros", "relu"), ("zeros", "sigmoid"), ("he_normal", "relu")):
         with warnings.catch_warnings():
@@ -132,8 +132,8 @@ def symmetry_study(args):
                      f"{distinct_units(W2)} / {hidden}", f"{acc:.3f}"])
     lk.table(["init + activation", "||W1 - W1(0)||", "distinct units, layer 1", "layer 2", "val accuracy"], rows)
     lk.note("zeros + relu: every hidden unit outputs 0 and gets gradient 0; the weights never move")
-    lk.note("zeros + sigmoid: the weights do move, but every unit of a layer gets the same gradient, so the")
-    lk.note("units stay copies of each other: a layer of 32 behaves like 1 unit. Random init breaks the tie")
+    lk.note("zeros + sigmoid: the weights do move, but every unit of a layer gets the same gradient, so the "
+            "units stay copies of each other: a layer of 32 behaves like 1 unit. Random init breaks the tie")
 
 
 def plot(stats, plot_dir):

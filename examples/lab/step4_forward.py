@@ -45,7 +45,7 @@ def main(argv=None):
     lk.describe(data)
     net = bn.build_mlp(X.shape[1], hidden=hidden, n_outputs=10, seed=args.seed)
     print()
-    net.summary(print_fn=lambda text: print("\n".join("  " + line for line in text.splitlines())))
+    net.summary(print_fn=lambda text: print("\n".join(("  " + line).rstrip() for line in text.splitlines())))
 
     lk.heading(f"One batch of {batch} rows, layer by layer", "-")
     rows, h = [], X

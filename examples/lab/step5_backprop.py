@@ -21,7 +21,6 @@ import barenet as bn
 EPS = 1e-6
 
 
-@bn.register_layer
 class ForgetfulReLU(bn.ReLU):
     """A deliberately wrong ReLU for the demonstration: its backward forgets to multiply by f'(x)."""
 
@@ -112,6 +111,35 @@ def chain_rule_section(net, X, y, dz_out):
     lk.note(f"every gradient has the shape of what it differentiates; ReLU zeroed {zeroed} of {z0.size} entries of dz")
 
 
+def relative_error(analytic, numeric):
+    scale = max(np.abs(analytic).max(), np.abs(numeric).max(), 1e-12)
+    return float(np.abs(analytic - numeric).max() / scale)
+
+
+def numerical_check(net, X, y):
+    """What bn.check_gradients does, written out: central differences for every entry of every parameter
+    and of the input, against the backward pass. (``net`` must already be float64.)"""
+    out, caches = net.forward(X, training=True)
+    _, d = net.loss.value_and_grad(out, y)
+    for i in range(len(net.layers) - 1, -1, -1):  # backward, keeping dL/dx at the end
+        d = net.layers[i].backward(d, caches[i], need_dx=True)
+    analytic = {**{k: v.copy() for k, v in net.gradients().items()}, "input": d}
+    arrays = {**net.parameters(), "input": X.copy()}
+    results = {}
+    for name, theta in arrays.items():
+        numeric = np.zeros_like(theta)
+        for i in np.ndindex(theta.shape):
+            old = theta[i]
+            theta[i] = old + EPS
+            plus = net.loss.value(net.forward(arrays["input"])[0], y)
+            theta[i] = old - EPS
+            minus = net.loss.value(net.forward(arrays["input"])[0], y)
+            theta[i] = old
+            numeric[i] = (plus - minus) / (2 * EPS)
+        results[name] = relative_error(analytic[name], numeric)
+    return results
+
+
 def check_table(results, threshold=1e-6):
     rows = [[name, lk.fmt(err, 3), "PASS" if err < threshold else "FAIL"] for name, err in results.items()]
     lk.table(["parameter", "relative error", "< 1e-6?"], rows)
@@ -141,15 +169,16 @@ def numerical_section(net, X, y, seed, fast):
     print(f"\n  a deeper network: {n_in} -> {widths[0]} tanh -> {widths[1]} relu, dropout 0.2 after each, "
           f"L2 1e-3 -> 5 ({deep.n_params} parameters):")
     check_table(bn.check_gradients(deep, Xb, yb))
-    lk.note("dropout is checked with the same mask in every evaluation; the L2 penalty's 2 l2 W is included")
-    lk.note("float64 errors of 1e-7 or less mean the backward pass is right; a bug gives ~1e-2 or more")
+    lk.note("dropout is checked with the same mask in every evaluation; the L2 penalty's 2 l2 W is included. "
+            "float64 errors of 1e-7 or less mean the backward pass is right; a bug gives ~1e-2 or more")
 
     lk.heading("A bug the gradient check catches", "-")
     buggy = bn.Sequential([bn.Dense(5), ForgetfulReLU(), bn.Dense(3)], dtype="float64", seed=seed, n_inputs=3)
-    print("  ForgetfulReLU: its backward returns dy instead of dy * 1[x > 0]; the same network otherwise")
-    check_table(bn.check_gradients(buggy, X, y))
-    lk.note("the output layer's gradients are still right (they come before the bug in the backward order);")
-    lk.note("everything below the broken layer is wrong, and the check says so")
+    print("  ForgetfulReLU: its backward returns dy instead of dy * 1[x > 0]; the same network otherwise.")
+    print("  Checked with numerical_check() in this script: the same loop as bn.check_gradients, written out.")
+    check_table(numerical_check(buggy, X, y))
+    lk.note("the output layer's gradients are still right (they come before the bug in the backward order); "
+            "everything below the broken layer is wrong, and the check says so")
 
 
 def main(argv=None):

@@ -58,8 +58,11 @@ def main(argv=None):
         rows.append([label, f"{math.ceil(n_train / bs):,}", f"{updates:,}", lk.seconds(per_epoch),
                      f"{per_epoch / math.ceil(n_train / bs) * 1e6:,.0f} us", lk.seconds(elapsed)])
     lk.table(["batch size", "updates/epoch", "updates", "time/epoch", "time/update", "total time"], rows)
-    lk.note("times (median epoch) change from run to run; the counts do not. With batch size 1 the time goes")
-    lk.note("into Python's per-update overhead, not arithmetic: one update of 64 rows costs barely more than of 1")
+    per_row = {k: float(np.median(v[1]["time"])) / n_train for k, v in runs.items()}
+    one, mid = list(runs)[:2]
+    lk.note("times (median epoch) change from run to run; the counts do not. Per training row, an epoch costs "
+            f"{per_row[one] * 1e6:.1f} us with batch 1 and {per_row[mid] * 1e6:.1f} us with batch 64: with batch "
+            "1 most of the time is Python's fixed cost per update, not arithmetic")
 
     lk.heading(f"Result after {epochs} epochs (evaluated in inference mode at the end)", "-")
     rows = []
@@ -75,8 +78,9 @@ def main(argv=None):
     lk.note(f"batch 1: {updates[one]:,} noisy updates (val accuracy {r1[2]['val']['accuracy']:.3f}, val loss "
             f"{r1[2]['val']['loss']:.3f}); each step follows a single row, so the curves jump from epoch to epoch")
     lk.note(f"batch 64: {updates[mid]:,} updates (val accuracy {r64[2]['val']['accuracy']:.3f}, val loss "
-            f"{r64[2]['val']['loss']:.3f}) in {lk.seconds(r64[3])} against {lk.seconds(r1[3])} for batch 1:")
-    lk.note("nearly the progress of batch 1 at a fraction of the cost, which is why mini-batches are the default")
+            f"{r64[2]['val']['loss']:.3f}) in {lk.seconds(r64[3])} against {lk.seconds(r1[3])} for batch 1: far "
+            "less noise than batch 1, far more updates than the full batch, which is why mini-batches are the "
+            "default")
 
     lk.heading("Validation accuracy per epoch", "-")
     rows = [[str(e + 1)] + [f"{runs[k][1]['val_accuracy'][e]:.4f}" for k in runs] for e in range(epochs)]

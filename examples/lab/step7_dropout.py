@@ -79,8 +79,7 @@ def main(argv=None):
     seeds = list(range(args.seed, args.seed + (args.seeds or (1 if args.fast else 3))))
 
     lk.heading("Step 7 - Dropout")
-    # synthetic stand-in: noisier classes than elsewhere, so that it can be overfitted too
-    data = lk.image_split("mnist", n_train, n_val, n_test, seed=args.seed, synthetic_noise=3.0)
+    data = lk.image_split("mnist", n_train, n_val, n_test, seed=args.seed)
     lk.describe(data)
     variants = {"no dropout": False, f"dropout {INPUT_RATE} in / {HIDDEN_RATE} hidden": True}
     for name, dropout in variants.items():
@@ -122,8 +121,12 @@ def main(argv=None):
           f"test accuracy {plain['test_acc']:.4f} -> {drop['test_acc']:.4f} "
           f"({drop['test_acc'] - plain['test_acc']:+.4f})")
     lk.note(f"dropout changed the gap by {drop['gap'] - plain['gap']:+.3f} and the validation loss by "
-            f"{drop['val_loss'] - plain['val_loss']:+.3f}; train accuracy with dropout is {drop['train_acc']:.3f}")
-    lk.note("(a gap can only shrink as far as the train accuracy falls or the validation accuracy rises)")
+            f"{drop['val_loss'] - plain['val_loss']:+.3f}")
+    if min(plain["train_acc"], drop["train_acc"]) > 0.999:
+        lk.note("both networks still fit every training row (train accuracy 1.000), so dropout can narrow the gap "
+                "only by raising the validation accuracy"
+                + ("; its clearer effect is on the validation loss: fewer confidently wrong predictions"
+                   if drop["val_loss"] < plain["val_loss"] else ""))
     if args.plot_dir:
         plot(results, args.plot_dir)
 

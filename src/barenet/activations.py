@@ -46,11 +46,12 @@ def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     an (n, 5) array instead loops per row: 3x slower at 64 rows, 17x at 100,000. The result is a view of
     that copy with ``axis`` put back (Fortran-ordered for 2-D input); its values and shape are unchanged.
     """
-    e = np.moveaxis(z, axis, 0).copy()  # (k, ...) C-contiguous; our own array from here on
+    rows = np.ndim(z) == 2 and axis in (1, -1)  # the common case, without np.moveaxis's ~2 us of overhead
+    e = z.T.copy() if rows else np.moveaxis(z, axis, 0).copy()  # (k, ...) C-contiguous; ours from here on
     e -= e.max(axis=0)
     np.exp(e, out=e)
     e /= e.sum(axis=0)
-    return np.moveaxis(e, 0, axis)
+    return e.T if rows else np.moveaxis(e, 0, axis)
 
 
 def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -130,8 +131,8 @@ class ReLU(Activation):
         return np.maximum(x, 0)
 
     def forward(self, x, *, training=False, rng=None):
-        y = np.zeros_like(x)
-        np.maximum(x, y, out=y)  # y = max(x, 0); against an array of zeros NumPy's vector loop runs, ~2x faster than the scalar 0
+        y = np.zeros(x.shape, dtype=x.dtype)
+        np.maximum(x, y, out=y)  # y = max(x, 0): against an array of zeros NumPy runs its vector loop, ~2x faster than with the scalar 0
         return y, y  # y > 0 exactly where x > 0, so the output is all backward needs
 
     def backward(self, dy, cache, *, need_dx=True):

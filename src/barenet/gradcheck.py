@@ -128,10 +128,7 @@ def _check_network(net, X, y, loss, sample_weight, eps, directions, rng, input_g
     net.rng.bit_generator.state = state
     out, caches = net.forward(X, training=True)
     _, dout = net.loss.value_and_grad(out, Y, w)
-    d = dout
-    for i in range(len(net.layers) - 1, -1, -1):
-        d = net.layers[i].backward(d, caches[i], need_dx=True)
-    dx = d
+    dx = net.backward(dout, caches, input_grad=True)
     analytic = {k: v.copy() for k, v in net.gradients().items()}
     results = {}
     for name, theta in net.parameters().items():

@@ -150,11 +150,15 @@ class Sequential:
             caches.append(cache)
         return h, caches
 
-    def backward(self, dout, caches):
-        """Chain rule from the output back to the input; fills every layer's grads (the flat buffer)."""
+    def backward(self, dout, caches, *, input_grad=False):
+        """Chain rule from the output back to the input; fills every layer's grads (the flat buffer).
+
+        Returns dL/dX when ``input_grad=True``; otherwise None, and the first layer skips that product
+        (training never needs it).
+        """
         d = dout
         for i in range(len(self.layers) - 1, -1, -1):
-            d = self.layers[i].backward(d, caches[i], need_dx=i > 0)
+            d = self.layers[i].backward(d, caches[i], need_dx=i > 0 or input_grad)
         return d
 
     def penalty(self) -> float:
@@ -182,9 +186,22 @@ class Sequential:
             yield chunk
 
     def _map_batches(self, X, fn, batch_size):
+        """``fn`` on ``batch_size`` rows at a time, written into one preallocated result: the memory is the
+        result plus one batch's activations, however many rows there are."""
         self._check_ready()
-        outputs = [fn(chunk) for chunk in self._batches(X, batch_size)]
-        return np.concatenate(outputs, axis=0)
+        X = check_features(X, n_features=self.n_inputs, check_finite=False)
+        n = len(X)
+        if n <= batch_size:  # a single batch: its result as it is (a copy if layers passed the input through)
+            chunk = check_features(X, dtype=self.dtype)
+            out = fn(chunk)
+            return out.copy() if np.may_share_memory(out, chunk) else out
+        result = None
+        for start, chunk in zip(range(0, n, batch_size), self._batches(X, batch_size)):
+            out = fn(chunk)
+            if result is None:
+                result = np.empty((n,) + out.shape[1:], dtype=out.dtype)
+            result[start:start + len(out)] = out
+        return result
 
     def decision_function(self, X, *, batch_size=8192) -> np.ndarray:
         """Raw outputs (logits for classifiers), computed ``batch_size`` rows at a time."""
@@ -194,7 +211,12 @@ class Sequential:
         """Class probabilities (n, n_classes). ``temperature`` divides the logits first (calibration)."""
         self._require_classifier()
         link = self.loss.output_to_prediction
-        proba = self._map_batches(X, lambda c: link(self.forward(c)[0] / temperature), batch_size)
+
+        def proba_of(chunk):
+            z = self.forward(chunk)[0]
+            return link(z if temperature == 1.0 else z / temperature)
+
+        proba = self._map_batches(X, proba_of, batch_size)
         if self.targets is not None and self.targets.kind == "binary":
             proba = np.hstack([1.0 - proba, proba])
         return proba
@@ -348,6 +370,9 @@ def build_mlp(n_inputs=None, hidden=(64, 32), n_outputs=2, *, activation="relu",
 
     ``activation`` and ``dropout`` may be one value or one per hidden layer. ``n_inputs=None`` infers the
     input width at the first fit. The output layer emits raw scores (logits); the loss applies the link.
+    ``init`` and ``l2`` apply to the hidden layers; the output layer is always Glorot-initialised (it
+    feeds a softmax/sigmoid/identity, not a ReLU) and gets ``l2`` too. Build a ``Sequential`` directly
+    for full control.
     """
     hidden = tuple(hidden)
     acts = list(activation) if isinstance(activation, (list, tuple)) else [activation] * len(hidden)

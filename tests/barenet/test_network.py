@@ -315,3 +315,17 @@ def test_binary_and_multilabel_targets():
     multi = bn.build_mlp(hidden=(8,), n_outputs=2, loss="bce", optimizer=bn.Adam(0.02), seed=0)
     multi.fit(X, Y, epochs=20, batch_size=32)
     assert multi.predict(X).shape == (200, 2) and np.mean(multi.predict(X) == Y) > 0.9
+
+
+def test_backward_returns_the_input_gradient_only_when_asked():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5, 3))
+    net = bn.build_mlp(3, (4,), 2, seed=0, dtype="float64")
+    out, caches = net.forward(X, training=True)
+    _, dout = net.loss.value_and_grad(out, np.array([0, 1, 0, 1, 1]))
+    assert net.backward(dout, caches) is None
+    dx = net.backward(dout, caches, input_grad=True)
+    # dL/dX through Dense(4) -> ReLU -> Dense(2): ((dout W2^T) * 1[z1 > 0]) W1^T
+    W1, W2 = net.layers[0].params["W"], net.layers[2].params["W"]
+    expected = ((dout @ W2.T) * (X @ W1 + net.layers[0].params["b"] > 0)) @ W1.T
+    np.testing.assert_allclose(dx, expected, rtol=1e-12)
