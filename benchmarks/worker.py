@@ -34,6 +34,42 @@ def _status_kib(field: str) -> int | None:
     return None
 
 
+def _busy_jiffies() -> int | None:
+    """Machine-wide busy CPU time (all CPUs, 1/100 s units) from /proc/stat, or None off Linux."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(fields[:3]) + sum(fields[5:8])  # user nice system (idle iowait) irq softirq steal
+
+
+class Contention:
+    """How many CPUs' worth of *other* processes ran during a block (machine busy time minus our own).
+
+    On a shared 2-core machine another process's burst can slow a 2-thread BLAS call tenfold; the runner
+    repeats a measurement that saw more than a little of it (see ``benchmarks.run``).
+    """
+
+    def __enter__(self):
+        self.t0, self.busy0 = time.perf_counter(), _busy_jiffies()
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        self.own0 = ru.ru_utime + ru.ru_stime
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self.t0
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        own = ru.ru_utime + ru.ru_stime - self.own0
+        busy1 = _busy_jiffies()
+        if self.busy0 is None or busy1 is None or wall < 0.5:  # /proc/stat counts in 10 ms steps
+            self.other_cpus = None
+        else:
+            self.other_cpus = max(0.0, ((busy1 - self.busy0) / 100.0 - own) / wall)
+        self.own_cpus = own / wall if wall > 0 else None
+        return False
+
+
 class PeakMemory:
     """Peak resident memory (MiB) over a block, and the resident memory when it started."""
 
@@ -73,13 +109,14 @@ def run_train(spec) -> dict:
 
     X, y, X_test, y_test = _load(spec)
     train = TRAINERS[spec["system"]]
-    with PeakMemory() as mem:
+    with Contention() as busy, PeakMemory() as mem:
         seconds, predict_proba = train(X, y, hidden=spec["hidden"], n_classes=spec["n_classes"],
                                        batch_size=spec["batch_size"], epochs=spec["epochs"], seed=spec["seed"],
                                        threads=spec["threads"])
     accuracy = float(np.mean(np.argmax(predict_proba(X_test), axis=1) == y_test))
     return {"seconds": seconds, "rows_per_s": len(X) * spec["epochs"] / seconds, "accuracy": accuracy,
-            "peak_rss_mib": mem.peak_mib, "start_rss_mib": mem.start_mib, "exact_peak": mem.exact}
+            "peak_rss_mib": mem.peak_mib, "start_rss_mib": mem.start_mib, "exact_peak": mem.exact,
+            "other_cpus": busy.other_cpus, "own_cpus": busy.own_cpus}
 
 
 def _time_calls(fn, batches) -> float:
@@ -102,6 +139,7 @@ def run_infer(spec) -> dict:
         torch.set_num_threads(spec["infer_threads"])
     bulk = np.ascontiguousarray(np.resize(X_test, (spec["bulk_rows"], X_test.shape[1])))  # test rows, tiled
     out = {}
+    busy = Contention().__enter__()
     for name, size, calls in (("batch1", 1, spec["calls_1"]), ("batch64", 64, spec["calls_64"])):
         starts = (np.arange(calls) * size) % (len(X_test) - size)
         batches = [X_test[s:s + size] for s in starts]
@@ -113,6 +151,8 @@ def run_infer(spec) -> dict:
         seconds = _time_calls(predict_proba, [bulk])
     out["bulk"] = {"rows_per_s": len(bulk) / seconds, "seconds": seconds, "rows": len(bulk),
                    "peak_rss_mib": mem.peak_mib, "start_rss_mib": mem.start_mib, "exact_peak": mem.exact}
+    busy.__exit__(None, None, None)
+    out.update(other_cpus=busy.other_cpus, own_cpus=busy.own_cpus)
     return out
 
 
@@ -121,10 +161,11 @@ def run_gemm(spec) -> dict:
 
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=spec["threads"], user_api="blas"):
+    with threadpool_limits(limits=spec["threads"], user_api="blas"), Contention() as busy:
         seconds = replay_training_gemms(spec["n_train"], [spec["n_inputs"], *spec["hidden"], spec["n_classes"]],
                                         spec["batch_size"], spec["epochs"], seed=spec["seed"])
-    return {"seconds": seconds, "rows_per_s": spec["n_train"] * spec["epochs"] / seconds}
+    return {"seconds": seconds, "rows_per_s": spec["n_train"] * spec["epochs"] / seconds,
+            "other_cpus": busy.other_cpus, "own_cpus": busy.own_cpus}
 
 
 def main(argv=None):

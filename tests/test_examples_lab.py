@@ -1,7 +1,8 @@
 """The lab scripts (examples/lab/) must keep running and keep printing what docs/lab.md explains.
 
 Every step runs in its --fast mode: on the synthetic stand-in data always, and on the real data too when
-BARENET_DATA points at it.
+BARENET_DATA points at it. Step 8 (NSL-KDD) has no stand-in: without the data it must skip cleanly, with
+BARENET_DATA/nsl-kdd it runs its --fast path for real.
 """
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import pytest
 
 LAB = Path(__file__).resolve().parents[1] / "examples" / "lab"
 STEPS = ["step1_environment", "step2_activations", "step3_initialization", "step4_forward", "step5_backprop",
-         "step6_minibatch", "step7_dropout"]
+         "step6_minibatch", "step7_dropout", "step8_capstone"]
 REAL_DATA = os.environ.get("BARENET_DATA")
 DATA_MODES = ["synthetic"] + (["real"] if REAL_DATA and (Path(REAL_DATA) / "mnist").is_dir() else [])
+NSL_KDD = bool(REAL_DATA) and (Path(REAL_DATA) / "nsl-kdd").is_dir()
+needs_nsl_kdd = pytest.mark.skipif(not NSL_KDD, reason="step 8 needs BARENET_DATA/nsl-kdd")
 
 
 @pytest.fixture
@@ -122,6 +125,47 @@ def test_step7_dropout(lab, capsys, data_mode):
     assert "Dropout(0.2) -> Dense(64) -> ReLU -> Dropout(0.5)" in out
 
 
+def test_step8_capstone_skips_without_data(lab, capsys, monkeypatch):
+    monkeypatch.delenv("BARENET_DATA", raising=False)
+    out = run(lab, capsys, "step8_capstone")  # returns normally: the script exits 0
+    assert "Step 8 - Capstone" in out and "SKIPPED: BARENET_DATA is not set" in out
+    assert "BARENET_DATA=<folder> python examples/lab/step8_capstone.py" in out
+
+
+def test_step8_capstone_skips_without_nsl_kdd(lab, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("BARENET_DATA", str(tmp_path))  # set, but no nsl-kdd/ in it
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # and no cached copy either
+    out = run(lab, capsys, "step8_capstone")
+    assert "SKIPPED: no usable NSL-KDD files under" in out and "BARENET_DATA=<folder>" in out
+
+
+@needs_nsl_kdd
+def test_step8_capstone(lab, capsys):
+    out = run(lab, capsys, "step8_capstone")
+    assert "a random 3,000 of its flows (--fast)" in out
+    assert "members=1, epochs=2" in out and "5-member ensemble" in out
+    assert re.search(r"^\s+0\s+Dense\(units=64", out, flags=re.MULTILINE)  # the member's summary
+    calib = re.search(r"before \(T = 1\)\s+1\s+([0-9.]+)\s+([0-9.]+)\n\s+after\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)", out)
+    assert calib and float(calib.group(3)) > 0
+    assert float(calib.group(4)) <= float(calib.group(1)) + 1e-9  # T minimises the validation NLL
+    assert "lab claim : about 14 % of flows flagged for human review" in out
+    measured = re.search(r"measured  : ([0-9.]+) % of KDDTest\+ flagged \(([0-9.]+) % of KDDTest-21\); on KDDTest\+ "
+                         r"accuracy ([0-9.]+)\s+on the auto-decided flows vs ([0-9.]+) on the flagged ones", out)
+    assert measured
+    assert 10 <= float(measured.group(1)) <= 20 and 10 <= float(measured.group(2)) <= 20
+    assert float(measured.group(3)) > float(measured.group(4))  # the flagged flows are the hard ones
+    reasons = out.split("Why flows were deferred")[1].split("never seen in training")[0]
+    for reason in ("invalid_value", "unseen_category", "novel", "low_confidence", "disagreement"):
+        assert re.search(rf"^\s+{reason}\s+[\d,]+\s+[\d,]+$", reasons, flags=re.MULTILINE), reason
+    assert re.search(r"^\s+KDDTest\+\s+3,750\s", out, flags=re.MULTILINE)  # the 17 test-only attack types
+    coverage = out.split("Risk-coverage")[1]
+    rows = re.findall(r"^\s+(\d+\.\d) %((?:\s+[0-9.]+){6})$", coverage, flags=re.MULTILINE)
+    assert [r[0] for r in rows] == ["0.0", "5.0", "10.0", "14.0", "20.0", "30.0"]
+    first = [float(x) for x in rows[0][1].split()]
+    assert len(set(first[:3])) == 1 and len(set(first[3:])) == 1  # nothing reviewed: every ranking is the same
+    assert "ranked by confidence alone" in coverage
+
+
 TIMING = re.compile(r"[\d,]+(\.\d+)? (ms|s|us)\b")
 
 
@@ -137,7 +181,10 @@ def test_same_seed_same_output(lab, capsys, name):
 
 @pytest.mark.parametrize("name, png", [("step3_initialization", "step3_init.png"),
                                        ("step6_minibatch", "step6_learning_curves.png"),
-                                       ("step7_dropout", "step7_dropout_gap.png")])
+                                       ("step7_dropout", "step7_dropout_gap.png"),
+                                       pytest.param("step8_capstone", "step8_confidence.png", marks=needs_nsl_kdd),
+                                       pytest.param("step8_capstone", "step8_risk_coverage.png",
+                                                    marks=needs_nsl_kdd)])
 def test_plots(lab, capsys, tmp_path, name, png):
     pytest.importorskip("matplotlib")
     out = run(lab, capsys, name, "--plot-dir", str(tmp_path))
