@@ -10,8 +10,8 @@ import barenet as bn
 
 from .cli import CliError
 from .datasets import load_nsl_kdd
-from .flows import read_flow_csv
 from .evaluation import evaluate_scored, model_info
+from .flows import read_flow_csv
 from .model import TrainConfig, TriageModel
 from .report import render_report
 from .retrain import canonical_verdict, fine_tune

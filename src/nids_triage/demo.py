@@ -1,7 +1,7 @@
 """``nids-triage demo``: the capstone end to end on NSL-KDD.
 
 For each seed: train the 5-class model (review budget 0.14 by default), calibrate and pick the threshold
-on validation; recalibrate the same networks for the binary task (``for_task``); evaluate both on KDDTest+
+on validation; recalibrate the same networks for the binary task (``TriageModel.for_task``); evaluate both on KDDTest+
 and KDDTest-21. With the first seed's 5-class
 model it then scores KDDTest+ like ``nids-triage score`` (scored CSV + review queue), lets a simulated
 analyst close some queued flows with their true attack names, and writes the HTML reports. The printed
@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from .commands import evaluate_model, score_to_queue, write_json, write_text
 from .datasets import load_nsl_kdd
 from .evaluation import aggregate
-from .model import TrainConfig, TriageModel, stratified_split
+from .model import TrainConfig, TriageModel
 from .report import render_report
 from .review_queue import ReviewQueue
-from .schema import labels_for_task
 
 TASKS = ("5class", "binary")
 SPLITS = ("test+", "test-21")
@@ -44,7 +42,7 @@ def run(args) -> int:
         config = TrainConfig(review_budget=args.review_budget, seed=seed, epochs=3 if args.fast else 10)
         t0 = time.perf_counter()
         models = {"5class": TriageModel.train(data["train"], "5class", config)}
-        models["binary"] = for_task(models["5class"], data["train"], "binary")
+        models["binary"] = models["5class"].for_task(data["train"], "binary")
         seconds = time.perf_counter() - t0
         for task in TASKS:
             model = models[task]
@@ -76,21 +74,6 @@ def run(args) -> int:
     print(f"next: nids-triage review list --queue {out / 'reviews.db'} --status new\n"
           f"      nids-triage retrain --model {out / 'model-5class.npz'} --with-reviews --out {out / 'retrained.npz'}")
     return 0
-
-
-def for_task(model, table, task) -> TriageModel:
-    """The same networks recalibrated (temperature, novelty, threshold) for another task.
-
-    The networks are trained on attack names whatever the task, with the same split and seeds, so this
-    equals ``TriageModel.train(table, task, model.config)`` at half the cost of a second training.
-    """
-    cfg = model.config
-    fine = labels_for_task(table.attack, "attack")
-    tr, val = stratified_split(fine, cfg.validation_fraction, cfg.seed)
-    other = TriageModel(task, model.encoder, model.networks, 1.0, None, None, replace(cfg))
-    other._calibrate(model.encoder.transform(table.subset(tr)).X, fine[tr],
-                     model.encoder.transform(table.subset(val)).X, fine[val])
-    return other
 
 
 def _fill_queue(model, table, out, n_label) -> dict:

@@ -21,7 +21,7 @@ Only barenet's public API is used.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -78,6 +78,15 @@ class ScoredFlows:
         return len(self.labels)
 
 
+def training_split(table, config: "TrainConfig"):
+    """(train_table, validation_table, train attack names, validation attack names), exactly as at training time."""
+    if table.attack is None:
+        raise ValueError(f"{table.source}: training flows need the attack label column")
+    fine = labels_for_task(table.attack, "attack")
+    train_rows, val_rows = stratified_split(fine, config.validation_fraction, config.seed)
+    return table.subset(train_rows), table.subset(val_rows), fine[train_rows], fine[val_rows]
+
+
 def stratified_split(labels: np.ndarray, fraction: float, seed: int):
     """(train_rows, validation_rows), each label split in proportion, shuffled from ``seed``."""
     rng = np.random.default_rng(seed)
@@ -112,13 +121,9 @@ class TriageModel:
             raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
         if table.attack is None:
             raise ValueError(f"{table.source}: training flows need the attack label column")
-        fine = labels_for_task(table.attack, "attack")
-        train_rows, val_rows = stratified_split(fine, config.validation_fraction, config.seed)
-        train, val = table.subset(train_rows), table.subset(val_rows)
+        train, val, y_tr, y_val = training_split(table, config)
         encoder = FeatureEncoder().fit(train)
         X_tr, X_val = encoder.transform(train).X, encoder.transform(val).X
-        y_tr, y_val = fine[train_rows], fine[val_rows]
-
         networks = []
         for member in range(config.members):
             net = bn.build_mlp(X_tr.shape[1], config.hidden, len(np.unique(y_tr)), dropout=config.dropout,
@@ -128,7 +133,7 @@ class TriageModel:
                     callbacks=[bn.EarlyStopping("val_loss", patience=config.patience)])
             networks.append(net)
         model = cls(task, encoder, networks, 1.0, None, None, config)
-        model._calibrate(X_tr, y_tr, X_val, y_val)
+        model.calibrate(X_tr, y_tr, X_val, y_val)
         return model
 
     @property
@@ -144,8 +149,22 @@ class TriageModel:
         """Every member's last hidden layer, side by side (the novelty detector's feature space)."""
         return np.hstack([net.hidden_representation(X, batch_size=batch_size) for net in self.networks])
 
-    def _calibrate(self, X_tr, y_tr, X_val, y_val):
-        """Temperature, novelty detector and deferral thresholds, all from the validation part."""
+    def for_task(self, table, task: str) -> "TriageModel":
+        """The same networks recalibrated (temperature, novelty, threshold) for another task.
+
+        The networks learn attack names whatever the task, with the same split and seeds, so this equals
+        ``TriageModel.train(table, task, self.config)`` at the cost of a calibration instead of a training.
+        """
+        train, val, y_tr, y_val = training_split(table, self.config)
+        other = TriageModel(task, self.encoder, self.networks, 1.0, None, None, replace(self.config))
+        other.calibrate(self.encoder.transform(train).X, y_tr, self.encoder.transform(val).X, y_val)
+        return other
+
+    def calibrate(self, X_tr, y_tr, X_val, y_val):
+        """Temperature, novelty detector and deferral thresholds, all from the validation part.
+
+        ``X_*`` are encoded flows, ``y_*`` attack names; the novelty detector is fitted on the train part.
+        """
         cfg, net = self.config, self.network
         fine_index = np.searchsorted(net.classes_, y_tr)
         fine_val = np.searchsorted(net.classes_, y_val)

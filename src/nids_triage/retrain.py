@@ -25,9 +25,9 @@ import numpy as np
 
 import barenet as bn
 
-from .flows import FlowTable
 from .evaluation import evaluate_scored
-from .model import TriageModel, stratified_split
+from .flows import FlowTable
+from .model import TriageModel, training_split
 from .schema import ATTACK_CATEGORY, CATEGORICAL, CATEGORIES, NUMERIC_COLUMNS, labels_for_task
 
 COARSE_VERDICTS = ("attack",) + CATEGORIES
@@ -115,11 +115,8 @@ def fine_tune(model: TriageModel, reviews: list, train_table, *, epochs: int = 3
                          f"({summary['n_unusable_features']} with unusable features, "
                          f"{summary['n_unmapped_verdict']} with verdicts the model cannot learn)")
 
-    fine_all = labels_for_task(train_table.attack, "attack")
-    tr_rows, val_rows = stratified_split(fine_all, cfg.validation_fraction, cfg.seed)
-    train, val = train_table.subset(tr_rows), train_table.subset(val_rows)
-    X_tr, y_tr = enc.transform(train).X, fine_all[tr_rows]
-    X_val, y_val = enc.transform(val).X, fine_all[val_rows]
+    train, val, y_tr, y_val = training_split(train_table, cfg)
+    X_tr, X_val = enc.transform(train).X, enc.transform(val).X
     # flows of classes the network has no output for (another training file) cannot be replayed
     known_tr, known_val = np.isin(y_tr, net.classes_), np.isin(y_val, net.classes_)
     X_tr, y_tr, X_val, y_val = X_tr[known_tr], y_tr[known_tr], X_val[known_val], y_val[known_val]
@@ -136,7 +133,7 @@ def fine_tune(model: TriageModel, reviews: list, train_table, *, epochs: int = 3
         for _ in range(int(epochs)):
             member.partial_fit(X_mix, y_mix, sample_weight=weight, class_weight=cfg.class_weight,
                                batch_size=cfg.batch_size)
-    model._calibrate(np.concatenate([X_tr, X_rev]), np.concatenate([y_tr, y_rev]), X_val, y_val)
+    model.calibrate(np.concatenate([X_tr, X_rev]), np.concatenate([y_tr, y_rev]), X_val, y_val)
     after = _validation_metrics(model, val.subset(np.flatnonzero(known_val)), X_rev, y_rev)
     summary.update({"epochs": int(epochs), "replay": len(pick), "review_weight": float(review_weight),
                     "before": before, "after": after})

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from nids_triage.datasets import load_nsl_kdd
-from nids_triage.flows import FlowTable
 from nids_triage.features import FeatureEncoder
+from nids_triage.flows import FlowTable
 from nids_triage.schema import CATEGORICAL, NUMERIC_COLUMNS
 
 DATA = os.environ.get("BARENET_DATA")
