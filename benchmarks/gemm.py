@@ -36,10 +36,10 @@ def replay_training_gemms(n_rows: int, widths, batch_size: int, epochs: int, *, 
     for _ in range(epochs):
         for n in sizes:
             h, dz = shapes[n]
-            for l, w in enumerate(W):  # forward
-                np.matmul(h[l], w, out=h[l + 1])
-            for l in range(len(W) - 1, -1, -1):  # backward
-                np.matmul(h[l].T, dz[l + 1], out=gW[l])
-                if l > 0:
-                    np.matmul(dz[l + 1], W[l].T, out=dz[l])
+            for i, w in enumerate(W):  # forward
+                np.matmul(h[i], w, out=h[i + 1])
+            for i in range(len(W) - 1, -1, -1):  # backward
+                np.matmul(h[i].T, dz[i + 1], out=gW[i])
+                if i > 0:
+                    np.matmul(dz[i + 1], W[i].T, out=dz[i])
     return time.perf_counter() - tic

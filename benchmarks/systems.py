@@ -124,6 +124,18 @@ def train_torch(X, y, *, hidden, n_classes, batch_size, epochs, seed, threads, a
     return seconds, predict_proba
 
 
+def prepare(system: str) -> None:
+    """Import what ``system`` needs up front, so a memory measurement sees the work, not the imports."""
+    import threadpoolctl  # noqa: F401
+
+    import barenet  # noqa: F401  (PyTorch starts from barenet's initial weights)
+
+    if system == "sklearn":
+        import sklearn.neural_network  # noqa: F401
+    elif system.startswith("torch"):
+        import torch  # noqa: F401
+
+
 TRAINERS = {
     "barenet": train_barenet,
     "sklearn": train_sklearn,

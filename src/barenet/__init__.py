@@ -9,16 +9,39 @@ __version__ = "0.1.0"
 
 from . import activations, initializers, losses, metrics, optimizers, schedules  # noqa: E402
 from .activations import (  # noqa: E402
-    ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh, get_activation, log_softmax,
-    sigmoid, softmax,
+    ELU,
+    GELU,
+    Identity,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Softplus,
+    Tanh,
+    get_activation,
+    log_softmax,
+    sigmoid,
+    softmax,
 )
 from .calibration import (  # noqa: E402
-    calibrated_proba, expected_calibration_error, fit_temperature, group_matrix, nll, reliability_curve,
+    calibrated_proba,
+    expected_calibration_error,
+    fit_temperature,
+    group_matrix,
+    nll,
+    reliability_curve,
 )
 from .callbacks import (  # noqa: E402
-    CSVLogger, Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau,
-    TerminateOnNaN, TrainingState,
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+    TerminateOnNaN,
+    TrainingState,
 )
+from .datasets import load_mnist  # noqa: E402
 from .gradcheck import check_gradients  # noqa: E402
 from .history import History  # noqa: E402
 from .initializers import get_initializer  # noqa: E402
@@ -29,7 +52,6 @@ from .network import Sequential, build_mlp  # noqa: E402
 from .optimizers import SGD, Adam, AdamW, RMSprop, get_optimizer  # noqa: E402
 from .schedules import Constant, CosineDecay, ExponentialDecay, StepDecay  # noqa: E402
 from .serialization import ModelFileError, atomic_write_bytes, load, read_manifest  # noqa: E402
-from .datasets import load_mnist  # noqa: E402
 from .training import evaluate, fit, partial_fit, split_indices  # noqa: E402
 
 __all__ = [

@@ -46,11 +46,11 @@ def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     an (n, 5) array instead loops per row: 3x slower at 64 rows, 17x at 100,000. The result is a view of
     that copy with ``axis`` put back (Fortran-ordered for 2-D input); its values and shape are unchanged.
     """
-    rows = np.ndim(z) == 2 and axis in (1, -1)  # the common case, without np.moveaxis's ~2 us of overhead
+    rows = getattr(z, "ndim", None) == 2 and axis in (1, -1)  # the common case, without np.moveaxis's ~2 us
     e = z.T.copy() if rows else np.moveaxis(z, axis, 0).copy()  # (k, ...) C-contiguous; ours from here on
-    e -= e.max(axis=0)
+    e -= np.maximum.reduce(e)  # e.max(axis=0) and e.sum(axis=0), without their Python wrappers (~0.3 us each)
     np.exp(e, out=e)
-    e /= e.sum(axis=0)
+    e /= np.add.reduce(e)
     return e.T if rows else np.moveaxis(e, 0, axis)
 
 
@@ -132,7 +132,7 @@ class ReLU(Activation):
 
     def forward(self, x, *, training=False, rng=None):
         y = np.zeros(x.shape, dtype=x.dtype)
-        np.maximum(x, y, out=y)  # y = max(x, 0): against an array of zeros NumPy runs its vector loop, ~2x faster than with the scalar 0
+        np.maximum(x, y, out=y)  # y = max(x, 0): against an array of zeros NumPy runs its vector loop (~2x faster)
         return y, y  # y > 0 exactly where x > 0, so the output is all backward needs
 
     def backward(self, dy, cache, *, need_dx=True):

@@ -24,18 +24,18 @@ _ONES: dict = {}
 
 
 def _ones(n: int, dtype) -> np.ndarray:
-    """A read-only vector of ``n`` ones, cached per dtype (grown as needed, never rebuilt per batch).
+    """A read-only vector of ``n`` ones, cached per (n, dtype): built once per batch size, not per batch.
 
     Column sums as a matrix-vector product, ``1^T dz``, are one BLAS call: on a (64, 64) float32 batch
     that is ~0.6 us against ~3 us for ``np.sum(dz, axis=0)``, whose reduction over rows is not vectorised.
     """
-    dtype = np.dtype(dtype)
-    ones = _ONES.get(dtype)
-    if ones is None or len(ones) < n:
-        ones = np.ones(max(n, 2 * len(ones) if ones is not None else n), dtype=dtype)
+    ones = _ONES.get((n, dtype))
+    if ones is None:
+        if len(_ONES) > 64:  # many batch sizes seen (e.g. inference on ragged inputs): start over
+            _ONES.clear()
+        ones = _ONES[(n, dtype)] = np.ones(n, dtype=dtype)
         ones.flags.writeable = False
-        _ONES[dtype] = ones
-    return ones[:n]
+    return ones
 
 
 def register_layer(cls):

@@ -108,11 +108,11 @@ class SoftmaxCrossEntropy(Loss):
             # the log-sum-exp form, exact even where p_y underflows. As in ``softmax``, the work happens on a
             # transposed (k, n) copy (fast reductions down its first axis), where (y_i, i) is flat index y_i*n + i.
             t = z.T.copy()  # s^T, ours: updated in place below
-            t -= t.max(axis=0)
+            t -= np.maximum.reduce(t)  # max over the first axis (t.max(axis=0), without its Python wrapper)
             at_y = y * n + self._row_index(n)
             s_y = t.ravel()[at_y]
             np.exp(t, out=t)
-            total = t.sum(axis=0)  # sum_j e^(s_j)
+            total = np.add.reduce(t)  # sum_j e^(s_j) (= t.sum(axis=0))
             t /= total  # softmax(z)^T
             nll = np.log(total)
             nll -= s_y
@@ -123,7 +123,7 @@ class SoftmaxCrossEntropy(Loss):
             nll = -(y * log_softmax(z, axis=1)).sum(axis=1)
             p -= y
         if w is None:
-            value = float(nll.sum()) / n
+            value = float(np.add.reduce(nll)) / n
             p *= 1.0 / n  # (p - y) / n
         else:
             value = float(np.dot(nll, w)) / n

@@ -11,7 +11,6 @@ No model code lives here: the loop only calls ``model.forward``, ``model.loss.va
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
 import time
 import warnings
@@ -149,6 +148,7 @@ def _train_one_epoch(model, X, Y, w, state, batch_hooks, batch_size, shuffle, me
     y_buf = np.empty((chunk,) + Y.shape[1:], dtype=Y.dtype)
     total = 0.0
     bar = _progress(verbose, n, state)
+    step, params, grads, kind = model.optimizer.step, model.flat_params, model.flat_grads, model.targets.kind
     for b, start in enumerate(range(0, n, batch_size)):
         at = start % chunk
         if at == 0:
@@ -158,10 +158,10 @@ def _train_one_epoch(model, X, Y, w, state, batch_hooks, batch_size, shuffle, me
         m = min(batch_size, n - start)
         xb, yb = x_buf[at:at + m], y_buf[at:at + m]
         value, out = model.loss_and_gradients(xb, yb, None if w is None else w[order[start:start + m]])
-        model.optimizer.step(model.flat_params, model.flat_grads)
+        step(params, grads)
         total += value * m
         if predictions is not None:
-            _predicted_index(out, model.targets.kind, predictions[start:start + m])
+            _predicted_index(out, kind, predictions[start:start + m])
         state.batch, state.batch_loss = b, value
         for c in batch_hooks:
             c.on_batch_end(state)
@@ -186,11 +186,11 @@ def _predicted_index(out, kind, into):
     if kind == "binary":
         np.greater(out[:, 0], 0.0, out=into, casting="unsafe")
     else:
-        np.argmax(out, axis=1, out=into)
+        out.argmax(axis=1, out=into)
     return into
 
 
-def evaluate_encoded(model, X, Y, *, sample_weight=None, metrics=(), batch_size=8192) -> dict:
+def evaluate_encoded(model, X, Y, *, sample_weight=None, metrics=(), batch_size=2048) -> dict:
     """Loss (with penalties) and metrics on already-encoded targets, in inference mode and in batches."""
     total, outs = 0.0, []
     for start in range(0, len(X), batch_size):
@@ -213,7 +213,7 @@ def evaluate_encoded(model, X, Y, *, sample_weight=None, metrics=(), batch_size=
     return result
 
 
-def evaluate(model, X, y, *, sample_weight=None, metrics=None, batch_size=8192) -> dict:
+def evaluate(model, X, y, *, sample_weight=None, metrics=None, batch_size=2048) -> dict:
     """``{"loss": ..., "accuracy": ...}`` on ``X, y`` (labels as given to fit)."""
     model._check_ready()
     X = check_features(X, dtype=model.dtype, n_features=model.n_inputs)

@@ -1,0 +1,64 @@
+"""The benchmark harness still runs end to end (tiny synthetic sizes); speed is never asserted here."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+needed = [m for m in ("sklearn", "threadpoolctl") if importlib.util.find_spec(m) is None]
+
+
+@pytest.mark.skipif(bool(needed), reason=f"the benchmark needs {needed}")
+def test_tiny_run_writes_every_measurement(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks import run
+
+    systems = "barenet,sklearn" + (",torch-fused,torch-foreach" if importlib.util.find_spec("torch") else "")
+    out = tmp_path / "results.json"
+    assert run.main(["--tiny", "--no-renice", "--systems", systems, "--json", str(out)]) == 0
+
+    report = json.loads(out.read_text())
+    summary = report["summary"]
+    names = systems.split(",")
+    for task in ("nsl_b64", "nsl_b256", "wide_b128"):
+        assert set(names) | {"gemm"} <= set(summary[task])
+        for system in names:
+            stats = summary[task][system]
+            assert stats["rows_per_s"]["median"] > 0
+            assert 0.0 <= stats["accuracy"]["median"] <= 1.0
+            assert stats["peak_rss_mib"]["median"] > 0
+    for task in ("batch1", "batch64", "bulk"):
+        assert summary[task]["barenet"]["rows_per_s"]["median"] > 0
+    assert "barenet / scikit-learn" in report["table"]
+    assert report["meta"]["machine"]["numpy"]
+
+
+def test_gemm_replay_counts_every_batch():
+    sys.path.insert(0, str(REPO))
+    try:
+        from benchmarks.gemm import replay_training_gemms
+    finally:
+        sys.path.remove(str(REPO))
+    assert replay_training_gemms(130, [7, 5, 3], batch_size=64, epochs=2) > 0  # 64 + 64 + 2 rows per epoch
+
+
+def test_nsl_kdd_preprocessing_shape():
+    sys.path.insert(0, str(REPO))
+    try:
+        from benchmarks import data
+    finally:
+        sys.path.remove(str(REPO))
+    root = data.data_dir()
+    if not (root / "nsl-kdd" / "KDDTrain+.txt.gz").exists():
+        pytest.skip("NSL-KDD files not found (set BARENET_DATA)")
+    Xtr, ytr, Xte, yte = data.load_nsl_kdd(root)
+    assert Xtr.shape == (125_973, 122) and Xte.shape == (22_544, 122)
+    assert Xtr.dtype == Xte.dtype == "float32"
+    assert set(ytr.tolist()) == set(range(5)) and set(yte.tolist()) <= set(range(5))
+    assert abs(float(Xtr.mean())) < 0.05  # standardised with the training statistics
