@@ -27,6 +27,13 @@ METRICS_VERSION = 1
 N_BINS = 15
 
 
+def _threshold_only(scored, correct) -> dict:
+    """Review share and auto-decided accuracy if every flow over a threshold (risk > 1) or with a hard
+    reason were deferred, i.e. without the per-run budget cap."""
+    over = np.asarray(scored.needs_review, dtype=bool) | (np.asarray(scored.risk, dtype=np.float64) > 1.0)
+    return {"review_share": _share(over), "auto_accuracy": _share(correct[~over])}
+
+
 def evaluate_scored(true_labels, scored, *, task: str, split: str, attack_names=None, model_info=None,
                     validation=None) -> dict:
     """The metrics dict for flows whose true task labels are ``true_labels`` (str array, one per flow).
@@ -60,6 +67,8 @@ def evaluate_scored(true_labels, scored, *, task: str, split: str, attack_names=
         "review_share": _share(needs),
         "auto_accuracy": _share(correct[~needs]),
         "review_accuracy": _share(correct[needs]),
+        # the validation thresholds alone, before the review budget's per-run cap (see policy.py)
+        "threshold_only": _threshold_only(scored, correct),
         "auto_macro_f1": _macro_f1(y[~needs], pred[~needs], labels),
         "ece": _ece(scored, y, valid),
         "classes": list(scored.classes),

@@ -21,6 +21,7 @@ Only barenet's public API is used.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -58,6 +59,15 @@ class TrainConfig:
         d = dict(vars(self))
         d["hidden"] = list(self.hidden)
         return d
+
+
+def _check_config(config: TrainConfig) -> None:
+    """Fail before training, not after: the goal, the ensemble size, the split."""
+    DeferralPolicy(review_budget=config.review_budget, target_accuracy=config.target_accuracy)
+    if int(config.members) < 1:
+        raise ValueError(f"members must be >= 1, got {config.members}")
+    if not 0.0 < config.validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {config.validation_fraction}")
 
 
 @dataclass
@@ -121,6 +131,8 @@ class TriageModel:
             raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
         if table.attack is None:
             raise ValueError(f"{table.source}: training flows need the attack label column")
+        _check_config(config)
+        labels_for_task(table.attack, task)  # every attack name must map to the task, before any training
         train, val, y_tr, y_val = training_split(table, config)
         encoder = FeatureEncoder().fit(train)
         X_tr, X_val = encoder.transform(train).X, encoder.transform(val).X
@@ -141,13 +153,15 @@ class TriageModel:
         """The first member (its classes_ and history stand for all)."""
         return self.networks[0]
 
-    def logits(self, X, batch_size=8192) -> np.ndarray:
+    def logits(self, X, batch_size=None) -> np.ndarray:
         """The members' logits, averaged."""
-        return np.mean([net.decision_function(X, batch_size=batch_size) for net in self.networks], axis=0)
+        kw = {} if batch_size is None else {"batch_size": batch_size}  # None: barenet's default inference batch
+        return np.mean([net.decision_function(X, **kw) for net in self.networks], axis=0)
 
-    def hidden(self, X, batch_size=8192) -> np.ndarray:
+    def hidden(self, X, batch_size=None) -> np.ndarray:
         """Every member's last hidden layer, side by side (the novelty detector's feature space)."""
-        return np.hstack([net.hidden_representation(X, batch_size=batch_size) for net in self.networks])
+        kw = {} if batch_size is None else {"batch_size": batch_size}
+        return np.hstack([net.hidden_representation(X, **kw) for net in self.networks])
 
     def for_task(self, table, task: str) -> "TriageModel":
         """The same networks recalibrated (temperature, novelty, threshold) for another task.
@@ -209,7 +223,7 @@ class TriageModel:
         }
 
     # ------------------------------------------------------------------------------------------
-    def score(self, table, *, mc_samples: int = 0, batch_size: int = 8192) -> ScoredFlows:
+    def score(self, table, *, mc_samples: int = 0, batch_size: int | None = None) -> ScoredFlows:
         """Predict every flow and decide which need a person; never drops a row."""
         encoded = self.encoder.transform(table)
         invalid = encoded.invalid_value | table.bad
@@ -221,8 +235,8 @@ class TriageModel:
         disagreement = None
         if mc_samples:  # Monte-Carlo dropout in every member: the share of votes against the prediction
             G = bn.group_matrix(self.groups, len(self.classes))
-            samples = np.concatenate([net.sample_predict_proba(encoded.X, mc_samples, seed=[self.config.seed, i],
-                                                               batch_size=batch_size)
+            kw = {} if batch_size is None else {"batch_size": batch_size}
+            samples = np.concatenate([net.sample_predict_proba(encoded.X, mc_samples, seed=[self.config.seed, i], **kw)
                                       for i, net in enumerate(self.networks)], axis=0)
             votes = np.argmax(samples @ G, axis=2)
             disagreement = (votes != pred[None, :]).mean(axis=0)
@@ -239,10 +253,16 @@ class TriageModel:
 
     @property
     def model_id(self) -> str:
-        """A short fingerprint of the weights: review-queue entries are keyed by it."""
+        """A short fingerprint of everything that decides: weights, task, temperature, thresholds, encoder.
+
+        Review-queue entries are keyed by it, so the 5-class and binary models built on the same networks
+        (``for_task``) queue their flows separately.
+        """
         digest = hashlib.sha256()
         for net in self.networks:
             digest.update(net.flat_params.tobytes())
+        digest.update(json.dumps([self.task, self.temperature, self.policy.to_dict(), self.novelty.to_dict(),
+                                  self.encoder.to_dict()], sort_keys=True).encode("utf-8"))
         return digest.hexdigest()[:16]
 
     # ------------------------------------------------------------------------------------------
@@ -253,9 +273,15 @@ class TriageModel:
             "novelty": self.novelty.to_dict(), "policy": self.policy.to_dict(),
             "config": self.config.to_dict(), "report": self.report}}
         arrays = dict(self.novelty.arrays())
+        states = []
         for i, net in enumerate(self.networks[1:], start=1):  # members share the architecture of the first
             arrays.update({f"member{i}/{k}": v for k, v in net.get_weights().items()})
+            opt = net.optimizer.state_dict()  # so fine-tuning a reloaded model continues every member exactly
+            arrays.update({f"member{i}/opt:{k}": v for k, v in opt["buffers"].items()})
+            states.append({"step_count": opt["step_count"], "lr_scale": opt["lr_scale"],
+                           "rng_state": net.rng.bit_generator.state})
         meta["nids_triage"]["members"] = len(self.networks)
+        meta["nids_triage"]["member_states"] = states
         self.network.save(path, metadata=meta, arrays=arrays)
 
     @classmethod
@@ -266,14 +292,27 @@ class TriageModel:
             raise bn.ModelFileError(f"{path}: a barenet model, but not an nids-triage model (no triage metadata)")
         if meta.get("version", 0) > MODEL_VERSION:
             raise bn.ModelFileError(f"{path}: triage model version {meta['version']} is newer than this nids-triage")
+        try:
+            return cls._from_parts(net, meta)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise bn.ModelFileError(f"{path}: the triage metadata is incomplete or damaged ({exc!r})") from None
+
+    @classmethod
+    def _from_parts(cls, net, meta) -> "TriageModel":
         cfg = dict(meta["config"])
         cfg["hidden"] = tuple(cfg["hidden"])
         networks = [net]
-        for i in range(1, int(meta.get("members", 1))):
+        for i, state in enumerate(meta.get("member_states", []), start=1):
             member = net.clone()
             prefix = f"member{i}/"
-            member.set_weights({k[len(prefix):]: v for k, v in net.extra_arrays.items() if k.startswith(prefix)})
+            mine = {k[len(prefix):]: v for k, v in net.extra_arrays.items() if k.startswith(prefix)}
+            member.set_weights({k: v for k, v in mine.items() if not k.startswith("opt:")})
+            member.optimizer.load_state_dict({"step_count": state["step_count"], "lr_scale": state["lr_scale"],
+                                              "buffers": {k[4:]: v for k, v in mine.items() if k.startswith("opt:")}})
+            member.rng.bit_generator.state = state["rng_state"]
             networks.append(member)
+        if len(networks) != int(meta.get("members", 1)):
+            raise ValueError(f"{meta.get('members')} members declared, {len(networks)} stored")
         return cls(meta["task"], FeatureEncoder.from_dict(meta["encoder"]), networks, meta["temperature"],
                    MahalanobisNovelty.from_dict(meta["novelty"], net.extra_arrays),
                    DeferralPolicy.from_dict(meta["policy"]), TrainConfig(**cfg), meta.get("report"))

@@ -14,8 +14,11 @@ The user states a goal and the policy picks the confidence threshold on validati
 
 * ``review_budget=b``: the largest threshold whose validation review share (novel or low confidence)
   stays <= b. At scoring time the budget is also enforced per run: if more than b of the run's flows
-  exceed risk 1 (a shifted stream), only the b share with the highest risk is deferred and the rest are
-  auto-decided, so the promised analyst workload holds. Hard reasons are always deferred, budget or not.
+  exceed risk 1 (a shifted stream), only the ceil(b * n) flows with the highest risk are deferred and the
+  rest are auto-decided, so the promised analyst workload holds. (Rounding up means a risky flow is never
+  auto-decided just because the run is small: a run of one risky flow sends it to review.) The flows
+  over the validation thresholds before the cap are reported too (``over_threshold``), so users see what
+  the cap traded away. Hard reasons are always deferred, budget or not.
 * ``target_accuracy=a``: the smallest validation review share whose auto-decided flows reach accuracy a.
 """
 from __future__ import annotations
@@ -91,7 +94,11 @@ class DeferralPolicy:
         return np.maximum(r_conf, r_nov)
 
     def decide(self, confidence, novelty, *, invalid_value=None, unseen_category=None, disagreement=None):
-        """Return (needs_review bool (n,), reasons list of lists of str, risk (n,))."""
+        """Return (needs_review bool (n,), reasons list of lists of str, risk (n,)).
+
+        Flows deferred for a learned reason have ``risk > 1``; under a review budget the riskiest ones
+        that fit the run's budget are kept (see the module docstring).
+        """
         confidence = np.asarray(confidence, dtype=np.float64)
         novelty = np.asarray(novelty, dtype=np.float64)
         n = len(confidence)
@@ -118,8 +125,8 @@ class DeferralPolicy:
         return hard | learned, reasons, risk
 
     def _cap(self, learned, risk, n):
-        """Keep only the budget's worth of the riskiest learned deferrals in this run."""
-        allowed = int(np.floor(self.review_budget * n))
+        """Keep only the budget's worth (rounded up) of the riskiest learned deferrals in this run."""
+        allowed = int(np.ceil(self.review_budget * n - 1e-9))
         if learned.sum() <= allowed:
             return learned
         idx = np.flatnonzero(learned)

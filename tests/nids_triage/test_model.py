@@ -131,3 +131,42 @@ def test_target_accuracy_goal(flows):
 
 def test_feature_columns_are_the_schema():
     assert len(FEATURE_COLUMNS) == 41 and len(NUMERIC_COLUMNS) == 38
+
+
+def test_every_member_resumes_exactly_after_a_reload(model, flows, tmp_path):
+    path = tmp_path / "model.npz"
+    model.save(path)
+    again = TriageModel.load(path)
+    assert len(again.networks) == len(model.networks) == 2
+    for a, b in zip(model.networks, again.networks):
+        assert a.optimizer.step_count == b.optimizer.step_count > 0
+        assert a.rng.bit_generator.state == b.rng.bit_generator.state
+        for k, v in a.optimizer.state.items():
+            np.testing.assert_array_equal(v, b.optimizer.state[k])
+    # one more pass of fine-tuning gives the same weights in memory and after the reload
+    X = model.encoder.transform(flows).X
+    y = flows.attack
+    for a, b in zip(model.networks, again.networks):
+        a2, b2 = a.clone(), b.clone()
+        a2.optimizer.load_state_dict(a.optimizer.state_dict())
+        b2.optimizer.load_state_dict(b.optimizer.state_dict())
+        a2.partial_fit(X, y)
+        b2.partial_fit(X, y)
+        np.testing.assert_array_equal(a2.flat_params, b2.flat_params)
+
+
+def test_task_is_part_of_the_model_identity(model):
+    binary = model.for_task(synthetic_table(np.random.default_rng(0), 3000), "binary")
+    assert binary.networks[0] is model.networks[0]
+    assert binary.model_id != model.model_id  # their review-queue entries never collide
+
+
+def test_bad_settings_fail_before_any_training():
+    table = synthetic_table(np.random.default_rng(0), 200)
+    with pytest.raises(ValueError, match="members must be >= 1"):
+        TriageModel.train(table, "5class", small_config(members=0))
+    with pytest.raises(ValueError, match="review_budget must be in"):
+        TriageModel.train(table, "5class", small_config(review_budget=1.0))
+    table.attack[0] = "zz_unknown"  # fits the array's fixed-width str dtype
+    with pytest.raises(ValueError, match="zz_unknown"):
+        TriageModel.train(table, "5class", small_config())

@@ -112,3 +112,15 @@ def test_risk_coverage_endpoints(rng):
     assert curve["review_share"][0] == 0.0
     assert curve["auto_accuracy"][0] == pytest.approx(correct.mean())
     assert curve["auto_accuracy"][-1] > curve["auto_accuracy"][0]  # calibrated: deferring risk pays
+
+
+def test_a_small_run_still_defers_a_risky_flow(rng):
+    conf, correct, nov = calibrated(rng, 2000)
+    policy = DeferralPolicy(review_budget=0.14).fit(conf, nov, correct, 12.0)
+    # one flow far below the confidence threshold and far beyond the novelty threshold, scored alone:
+    # floor(0.14 * 1) = 0 would auto-decide it; the cap rounds up, so it goes to review
+    needs, reasons, risk = policy.decide(np.array([0.2]), np.array([1e6]))
+    assert needs[0] and "novel" in reasons[0] and risk[0] > 1
+    # and a run of 100 such flows with a 14 % budget defers exactly 14
+    needs, _, _ = policy.decide(np.full(100, 0.2), np.linspace(1e3, 1e6, 100))
+    assert needs.sum() == 14 and needs[-14:].all()  # the 14 most novel
