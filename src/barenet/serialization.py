@@ -106,11 +106,23 @@ def save(model, path, *, metadata=None, arrays=None) -> None:
         "metadata": metadata,
         "arrays": {k: {"shape": list(v.shape), "dtype": v.dtype.str, "sha256": _sha256(v)} for k, v in payload.items()},
     }
+    manifest["manifest_sha256"] = _manifest_digest(manifest)
     payload[MANIFEST_KEY] = np.frombuffer(json.dumps(manifest).encode("utf-8"), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **payload)
     atomic_write_bytes(path, buffer.getvalue())
     model.metadata, model.extra_arrays = metadata, extra
+
+
+def _manifest_digest(manifest: dict) -> str:
+    """SHA-256 of the manifest's canonical JSON (sorted keys), without its own checksum field.
+
+    Like the per-array checksums it detects damage and careless edits (a swapped ``classes`` list would
+    otherwise silently invert every prediction); it is not a signature: whoever edits the file on purpose
+    can recompute it. Sign or checksum model files out of band where that matters.
+    """
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def read_manifest(path) -> dict:
@@ -124,9 +136,12 @@ def _open(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"no model file at {path}")
     try:
-        return np.load(path, allow_pickle=False)
+        archive = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise ModelFileError(f"{path}: not a readable barenet model file (truncated or not a zip archive: {exc})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy array, not a model archive
+        raise ModelFileError(f"{path}: a single NumPy array, not a barenet model file (an .npz archive)")
+    return archive
 
 
 def _manifest(archive, path) -> dict:
@@ -142,6 +157,8 @@ def _manifest(archive, path) -> dict:
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ModelFileError(f"{path}: format version {version!r} is newer than this barenet ({__version__}) "
                              f"understands (<= {FORMAT_VERSION}); upgrade barenet to load it")
+    if manifest.get("manifest_sha256") != _manifest_digest(manifest):
+        raise ModelFileError(f"{path}: the manifest fails its SHA-256 check (the file was altered or damaged)")
     return manifest
 
 
@@ -183,10 +200,18 @@ def load(path):
         model.set_weights(params)
     except ValueError as exc:
         raise ModelFileError(f"{path}: parameters do not fit the architecture ({exc})") from None
+    try:
+        _restore_state(model, manifest, arrays)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: the training state in the manifest is incomplete or damaged ({exc!r})") from None
+    return model
+
+
+def _restore_state(model, manifest, arrays) -> None:
+    """Optimizer state, generator state, History, metadata and extra arrays from a checked manifest."""
     buffers = {k[len("opt:"):]: v for k, v in arrays.items() if k.startswith("opt:")}
     model.optimizer.load_state_dict({**manifest["optimizer_state"], "buffers": buffers})
     model.rng.bit_generator.state = manifest["rng_state"]
     model.history_ = None if manifest.get("history") is None else History.from_dict(manifest["history"])
     model.metadata = manifest.get("metadata") or {}
     model.extra_arrays = {k[len("extra:"):]: v for k, v in arrays.items() if k.startswith("extra:")}
-    return model

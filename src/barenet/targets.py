@@ -33,6 +33,7 @@ class TargetEncoder:
             y = y.ravel()
         if y.ndim != 1:
             raise ValueError(f"class labels must be 1-D (n_samples,); got shape {y.shape}")
+        _reject_missing_labels(y)
         y = _strings_as_str(y)
         found = np.unique(y)
         if classes is None:
@@ -112,7 +113,22 @@ class TargetEncoder:
             classes = np.asarray(classes, dtype=np.dtype(cfg["classes_dtype"]))
             if classes.dtype == object:
                 raise ValueError("object-dtype class labels cannot be loaded")
+            if classes.ndim != 1 or not np.array_equal(classes, np.unique(classes)):
+                raise ValueError("classes must be a sorted list of distinct labels (label lookup relies on it)")
         return cls(cfg["kind"], classes, cfg.get("y_ndim", 1))
+
+
+def _reject_missing_labels(y: np.ndarray) -> None:
+    """NaN or None is a missing label, not a class: say so instead of failing later in a sort or lookup."""
+    if y.dtype.kind == "f":
+        missing = np.isnan(y)
+    elif y.dtype == object:
+        missing = np.array([v is None or (isinstance(v, float) and v != v) for v in y.ravel()])
+    else:
+        return
+    if missing.any():
+        raise ValueError(f"y has {int(missing.sum())} missing labels (NaN or None), first at row "
+                         f"{int(np.flatnonzero(missing)[0])}; drop or label those rows first")
 
 
 def _strings_as_str(y: np.ndarray) -> np.ndarray:

@@ -329,3 +329,10 @@ def test_backward_returns_the_input_gradient_only_when_asked():
     W1, W2 = net.layers[0].params["W"], net.layers[2].params["W"]
     expected = ((dout @ W2.T) * (X @ W1 + net.layers[0].params["b"] > 0)) @ W1.T
     np.testing.assert_allclose(dx, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("labels", [np.array([0.0, 1.0, np.nan, 1.0]), np.array(["a", None, "b", "a"], dtype=object)])
+def test_missing_labels_are_named_as_such(labels):
+    net = bn.build_mlp(hidden=(4,), n_outputs=2, seed=0)
+    with pytest.raises(ValueError, match=r"y has 1 missing labels \(NaN or None\), first at row"):
+        net.fit(np.zeros((4, 3)), labels, epochs=1)

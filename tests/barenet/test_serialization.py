@@ -119,6 +119,10 @@ def _manifest_member(path) -> dict:
 
 
 def _with_manifest(manifest) -> bytes:
+    """A crafted manifest whose own checksum is recomputed, as a deliberate attacker would: the deeper
+    checks below must hold even then (the checksum only catches damage and careless edits)."""
+    manifest = dict(manifest)
+    manifest["manifest_sha256"] = serialization._manifest_digest(manifest)
     return _npy_bytes(np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8))
 
 
@@ -284,3 +288,34 @@ def test_atomic_write_creates_folders_and_keeps_a_readable_mode(tmp_path):
     target.chmod(0o640)
     bn.atomic_write_bytes(target, b"two")  # replacing keeps the mode the owner chose
     assert target.read_bytes() == b"two" and target.stat().st_mode & 0o777 == 0o640
+
+
+def _rewrite_manifest(path, edit):
+    """Rewrite a model file with ``edit(manifest)`` applied, keeping every array (a careless edit)."""
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    manifest = json.loads(bytes(arrays["__manifest__"]).decode("utf-8"))
+    edit(manifest)
+    arrays["__manifest__"] = np.frombuffer(json.dumps(manifest).encode("utf-8"), dtype=np.uint8)
+    np.savez(path, **arrays)
+
+
+def test_an_edited_manifest_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    y = np.where(X[:, 0] > 0, "attack", "normal")
+    net = bn.build_mlp(hidden=(4,), n_outputs=2, seed=0)
+    net.fit(X, y, epochs=1)
+    path = tmp_path / "m.npz"
+    net.save(path)
+    # swapping the class names would silently invert every prediction
+    _rewrite_manifest(path, lambda m: m["config"]["targets"].update(classes=["normal", "attack"]))
+    with pytest.raises(bn.ModelFileError, match="manifest fails its SHA-256 check"):
+        bn.load(path)
+
+
+def test_a_bare_npy_file_is_not_a_model(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros(3))
+    with pytest.raises(bn.ModelFileError, match="single NumPy array, not a barenet model file"):
+        bn.load(path)
