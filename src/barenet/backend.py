@@ -1,7 +1,10 @@
 """The one array-module seam: NumPy on the CPU, CuPy when the arrays live on a GPU.
 
-Everything else in barenet is written against ``xp`` (the module returned here), the way DeZero's
-``get_array_module`` does it. CuPy is never required: it is imported lazily, only if installed.
+Today every layer, loss and optimizer computes with NumPy on host arrays (their buffers are NumPy
+arrays), so CuPy arrays are not accepted by a network yet. This module is the single place where a GPU
+backend plugs in, the way DeZero's ``get_array_module`` does it: ``array_module(*arrays)`` picks the
+module, ``to_numpy``/``to_device`` move data. CuPy is never required: it is imported lazily, only if
+installed, and only here (``tests/test_architecture.py`` enforces that).
 """
 from __future__ import annotations
 

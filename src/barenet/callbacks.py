@@ -181,22 +181,32 @@ class TerminateOnNaN(Callback):
 
 
 class CSVLogger(Callback):
-    """Append each epoch's record to a CSV file (header written once), flushed every epoch."""
+    """Append each epoch's record to a CSV file (header written once), flushed every epoch.
+
+    With ``append=True`` on an existing file, rows follow that file's header; a run whose records have
+    different keys is refused rather than written into the wrong columns.
+    """
 
     def __init__(self, path, *, append=False):
         self.path, self.append = str(path), append
         self._file = self._writer = None
 
     def on_train_begin(self, state):
-        exists = self.append and os.path.exists(self.path) and os.path.getsize(self.path) > 0
+        self._existing_header = None
+        if self.append and os.path.exists(self.path) and os.path.getsize(self.path) > 0:
+            with open(self.path, newline="") as f:
+                self._existing_header = next(csv.reader(f), None)
         self._file = open(self.path, "a" if self.append else "w", newline="")
-        self._header_done = exists
         self._writer = None
 
     def on_epoch_end(self, state):
         if self._writer is None:
-            self._writer = csv.DictWriter(self._file, fieldnames=list(state.logs), extrasaction="ignore")
-            if not self._header_done:
+            keys = list(state.logs)
+            if self._existing_header is not None and self._existing_header != keys:
+                raise ValueError(f"CSVLogger(append=True): {self.path} has columns {self._existing_header}, "
+                                 f"this run logs {keys}; log to a new file instead")
+            self._writer = csv.DictWriter(self._file, fieldnames=keys, extrasaction="ignore")
+            if self._existing_header is None:
                 self._writer.writeheader()
         self._writer.writerow(state.logs)
         self._file.flush()

@@ -55,7 +55,7 @@ def _train_parser(sub):
     p.add_argument("--task", choices=("binary", "5class", "attack"), default="5class")
     p.add_argument("--out", default="model.npz", help="model file to write (default: model.npz)")
     goal = p.add_mutually_exclusive_group()
-    goal.add_argument("--review-budget", type=_share, metavar="SHARE",
+    goal.add_argument("--review-budget", type=_budget, metavar="SHARE",
                       help=f"largest share of flows sent to review (default {_DEFAULTS.review_budget})")
     goal.add_argument("--target-accuracy", type=_share, metavar="ACC",
                       help="review as few flows as needed for the auto-decided ones to reach this accuracy")
@@ -84,7 +84,7 @@ def _evaluate_parser(sub):
     p.add_argument("--file", help="evaluate this labelled flow CSV instead of an NSL-KDD split")
     p.add_argument("--json", metavar="PATH", help="write the metrics JSON (contract: docs/nids-triage.md)")
     p.add_argument("--report", metavar="PATH", help="write the self-contained HTML report")
-    p.add_argument("--mc-samples", type=int, default=0, help="MC-dropout passes (adds 'disagreement')")
+    p.add_argument("--mc-samples", type=_count, default=0, help="MC-dropout passes (adds 'disagreement')")
     _data_args(p, train_file=False)
 
 
@@ -97,7 +97,7 @@ def _score_parser(sub):
     p.add_argument("--no-queue", action="store_true", help="do not add deferred flows to a review queue")
     p.add_argument("--on-bad-row", choices=("error", "review"), default="error",
                    help="malformed row: stop with an error (default) or send it to review as invalid_value")
-    p.add_argument("--mc-samples", type=int, default=0, help="MC-dropout passes (adds 'disagreement')")
+    p.add_argument("--mc-samples", type=_count, default=0, help="MC-dropout passes (adds 'disagreement')")
 
 
 def _review_parser(sub):
@@ -141,7 +141,7 @@ def _demo_parser(sub):
     p.add_argument("--out-dir", default="runs/demo")
     p.add_argument("--seeds", type=int, default=3, help="training seeds to average over (default 3)")
     p.add_argument("--fast", action="store_true", help="one seed, 3 epochs: a smoke run in well under a minute")
-    p.add_argument("--review-budget", type=_share, default=0.14)
+    p.add_argument("--review-budget", type=_budget, default=0.14)
     p.add_argument("--label-reviews", type=int, default=200,
                    help="queued flows the demo labels with their true class, as an analyst would")
 
@@ -151,6 +151,23 @@ def _share(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text}")
+    return value
+
+
+def _budget(text: str) -> float:
+    value = _share(text)
+    if value >= 1.0:
+        raise argparse.ArgumentTypeError(f"a review budget must be below 1 (1 would review everything), got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text}")
     return value
 
 

@@ -121,7 +121,7 @@ def _parse_rows(fh, source, columns, categorical, has_header, on_bad_row, keep_r
     first = next(records, None)
     if first is None:  # an empty file is an empty table, laid out like NSL-KDD
         layout = _positional_layout(len(columns) + 2, columns, categorical, source, 1)
-    elif has_header or (has_header is None and _looks_like_header(first[1], columns)):
+    elif has_header or (has_header is None and is_header_row(first[1], columns)):
         layout = _header_layout(first[1], columns, categorical, source, first[0])
     else:
         layout = _positional_layout(len(first[1]), columns, categorical, source, first[0])
@@ -198,10 +198,20 @@ def _records(fh, source):
             yield reader.line_num, fields
 
 
-def _looks_like_header(fields, columns) -> bool:
-    # Data rows hold numbers and values like "tcp"/"http"; only a header names columns.
+def is_header_row(fields, columns=FEATURE_COLUMNS) -> bool:
+    """True if this first row of a file names columns rather than holding a flow."""
+    # Data rows hold numbers and values like "tcp"/"http"; only a header names columns. A data row can
+    # contain a column name too ("land" is both a feature and an attack label), but never without numbers.
     known = set(columns) | set(LABEL_ALIASES) | {DIFFICULTY_COLUMN}
-    return any(f.strip() in known for f in fields)
+    return any(f.strip() in known for f in fields) and not any(_is_number(f) for f in fields)
+
+
+def _is_number(text) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _split_columns(names, columns, categorical):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .flows import LABEL_ALIASES, read_flow_csv
+from .flows import is_header_row, read_flow_csv
 from .review_queue import flow_key
 from .schema import DIFFICULTY_COLUMN, FEATURE_COLUMNS, LABEL_COLUMN
 
@@ -42,8 +42,7 @@ def file_columns(path) -> list:
                 break
         else:
             return list(FEATURE_COLUMNS)
-    known = set(FEATURE_COLUMNS) | set(LABEL_ALIASES) | {DIFFICULTY_COLUMN}
-    if any(f.strip() in known for f in fields):
+    if is_header_row(fields):
         return [f.strip() for f in fields]
     extra = [LABEL_COLUMN, DIFFICULTY_COLUMN][: max(0, len(fields) - len(FEATURE_COLUMNS))]
     return list(FEATURE_COLUMNS) + extra

@@ -214,3 +214,16 @@ def test_csv_logger_writes_a_row_per_epoch(blobs, tmp_path):
     assert len(lines) == 1 + 5 and lines[0].startswith("epoch,")  # one header, five rows
     net.fit(X, y, epochs=1, validation_fraction=0.2, callbacks=[bn.CSVLogger(path)])
     assert len(path.read_text().splitlines()) == 2  # append=False starts over
+
+
+def test_csvlogger_append_refuses_a_run_with_other_columns(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((32, 3))
+    y = (X[:, 0] > 0).astype(int)
+    path = tmp_path / "log.csv"
+    net = bn.build_mlp(hidden=(4,), n_outputs=2, seed=0)
+    net.fit(X, y, epochs=2, callbacks=[bn.CSVLogger(path)])
+    net.fit(X, y, epochs=1, callbacks=[bn.CSVLogger(path, append=True)])  # same columns: appended
+    assert len(path.read_text().splitlines()) == 1 + 3
+    with pytest.raises(ValueError, match="has columns .* this run logs"):
+        net.fit(X, y, epochs=1, validation_data=(X, y), callbacks=[bn.CSVLogger(path, append=True)])

@@ -242,3 +242,11 @@ def test_atomic_write_keeps_old_file_on_failure(monkeypatch, tmp_path):
     with pytest.raises(OSError, match="disk full"):
         bn.atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_a_headerless_file_starting_with_a_land_attack_is_data_not_a_header(tmp_path):
+    # "land" is both a feature column and an attack name: the first row must still be read as a flow
+    path = tmp_path / "flows.csv"
+    path.write_text(",".join(ROW + ["land", "21"]) + "\n" + ",".join(ROW + ["normal", "21"]) + "\n")
+    table = read_flow_csv(path)
+    assert len(table) == 2 and table.attack.tolist() == ["land", "normal"]
