@@ -151,7 +151,7 @@ def _validation_metrics(model, val_table, X_rev, y_rev) -> dict:
     out = {k: m[k] for k in KEYS}
     proba = bn.calibrated_proba(model.logits(X_rev), model.temperature, groups=model.groups)
     pred = np.asarray(model.classes)[proba.argmax(axis=1)]
-    out["reviewed_accuracy"] = float((pred == labels_for_task(y_rev, model.task)).mean())
+    out["reviewed_fit_accuracy"] = float((pred == labels_for_task(y_rev, model.task)).mean())
     return out
 
 
