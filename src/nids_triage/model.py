@@ -88,6 +88,24 @@ class ScoredFlows:
         return len(self.labels)
 
 
+def table_fingerprint(table) -> dict:
+    """Rows and a SHA-256 of a training table's contents: retraining must see the same file."""
+    digest = hashlib.sha256(np.ascontiguousarray(table.numeric, dtype=np.float64).tobytes())
+    for column in sorted(table.categorical):
+        digest.update("\x1f".join(map(str, table.categorical[column])).encode("utf-8"))
+    digest.update("\x1f".join(map(str, table.attack)).encode("utf-8"))
+    return {"rows": int(len(table)), "sha256": digest.hexdigest()}
+
+
+def check_same_training_table(model, table) -> None:
+    """Refuse a table other than the one ``model`` was trained on (its validation split would overlap)."""
+    expected = model.report.get("training_data")
+    if expected is not None and table_fingerprint(table) != expected:
+        raise ValueError(f"{table.source} is not the file this model was trained on ({expected['rows']:,} rows, "
+                         f"sha256 {expected['sha256'][:12]}...): its validation split would overlap the "
+                         "networks' training rows. Pass the original training file (--train-file / --data-dir)")
+
+
 def training_split(table, config: "TrainConfig"):
     """(train_table, validation_table, train attack names, validation attack names), exactly as at training time."""
     if table.attack is None:
@@ -145,6 +163,7 @@ class TriageModel:
                     callbacks=[bn.EarlyStopping("val_loss", patience=config.patience)])
             networks.append(net)
         model = cls(task, encoder, networks, 1.0, None, None, config)
+        model.report["training_data"] = table_fingerprint(table)
         model.calibrate(X_tr, y_tr, X_val, y_val)
         return model
 
@@ -169,8 +188,10 @@ class TriageModel:
         The networks learn attack names whatever the task, with the same split and seeds, so this equals
         ``TriageModel.train(table, task, self.config)`` at the cost of a calibration instead of a training.
         """
+        check_same_training_table(self, table)
         train, val, y_tr, y_val = training_split(table, self.config)
         other = TriageModel(task, self.encoder, self.networks, 1.0, None, None, replace(self.config))
+        other.report["training_data"] = self.report.get("training_data")
         other.calibrate(self.encoder.transform(train).X, y_tr, self.encoder.transform(val).X, y_val)
         return other
 
@@ -210,6 +231,7 @@ class TriageModel:
         self.policy.fit(confidence, novelty_val, correct, self.novelty.threshold_)
         needs, _, risk = self.policy.decide(confidence, novelty_val)
         self.report = {
+            "training_data": self.report.get("training_data"),  # kept across recalibrations
             "n_validation": int(len(X_val)),
             "temperature": self.temperature,
             "calibration_before": before,

@@ -27,7 +27,7 @@ import barenet as bn
 
 from .evaluation import evaluate_scored
 from .flows import FlowTable
-from .model import TriageModel, training_split
+from .model import TriageModel, check_same_training_table, training_split
 from .schema import ATTACK_CATEGORY, CATEGORICAL, CATEGORIES, NUMERIC_COLUMNS, labels_for_task
 
 COARSE_VERDICTS = ("attack",) + CATEGORIES
@@ -115,6 +115,7 @@ def fine_tune(model: TriageModel, reviews: list, train_table, *, epochs: int = 3
                          f"({summary['n_unusable_features']} with unusable features, "
                          f"{summary['n_unmapped_verdict']} with verdicts the model cannot learn)")
 
+    check_same_training_table(model, train_table)
     train, val, y_tr, y_val = training_split(train_table, cfg)
     X_tr, X_val = enc.transform(train).X, enc.transform(val).X
     # flows of classes the network has no output for (another training file) cannot be replayed

@@ -170,3 +170,9 @@ def test_bad_settings_fail_before_any_training():
     table.attack[0] = "zz_unknown"  # fits the array's fixed-width str dtype
     with pytest.raises(ValueError, match="zz_unknown"):
         TriageModel.train(table, "5class", small_config())
+
+
+def test_recalibrating_on_another_training_file_is_refused(model):
+    other = synthetic_table(np.random.default_rng(99), 3000)  # not the file the model was trained on
+    with pytest.raises(ValueError, match="is not the file this model was trained on"):
+        model.for_task(other, "binary")
