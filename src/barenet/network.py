@@ -183,7 +183,7 @@ class Sequential:
     # inference, in bounded-memory batches
     # ------------------------------------------------------------------------------------------
     def _check_ready(self):
-        if not self.built:
+        if self.flat_params is None:  # not built (the property costs a call on every prediction)
             raise ValueError("this model has not been fitted or built yet; call fit(...) or build(n_inputs)")
 
     def _batches(self, X, batch_size):

@@ -153,8 +153,10 @@ def _train_one_epoch(model, X, Y, w, state, batch_hooks, batch_size, shuffle, me
         at = start % chunk
         if at == 0:
             rows = order[start:start + chunk]
-            np.take(X, rows, axis=0, out=x_buf[:len(rows)])
-            np.take(Y, rows, axis=0, out=y_buf[:len(rows)])
+            # mode="clip": the rows come from a permutation, so always in range; the default mode="raise"
+            # gathers into a hidden temporary and copies that into ``out`` (a second pass over the chunk)
+            np.take(X, rows, axis=0, out=x_buf[:len(rows)], mode="clip")
+            np.take(Y, rows, axis=0, out=y_buf[:len(rows)], mode="clip")
         m = min(batch_size, n - start)
         xb, yb = x_buf[at:at + m], y_buf[at:at + m]
         value, out = model.loss_and_gradients(xb, yb, None if w is None else w[order[start:start + m]])
