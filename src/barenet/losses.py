@@ -12,8 +12,9 @@ The softmax (or sigmoid) and the cross-entropy are fused: their product of deriv
 (p - y)/n, which is both cheaper and numerically safer than differentiating each on its own.
 
 Weights: ``sample_weight`` multiplies each row; ``class_weight`` (a dict or ``"balanced"``) multiplies each
-row by the weight of its class. "balanced" gives class c the weight n / (n_classes * count_c), so every
-class contributes equally. For multi-label BCE the weight applies per (row, label) by that label's 0/1 value;
+row by the weight of its class. "balanced" gives class c the weight n / (n_classes * count_c), counted
+over the whole training set (``fit`` calls ``loss.fit_class_weight(y)``; the weights are saved with the
+model), so every class contributes equally. For multi-label BCE the weight applies per (row, label) by that label's 0/1 value;
 for MSE a dict ``{output_column: weight}`` weights the outputs ("balanced" has no meaning there).
 """
 from __future__ import annotations
@@ -59,12 +60,33 @@ class Loss:
 
     def __init__(self, class_weight=None):
         self.class_weight = class_weight
+        self.balanced_weights_ = None  # "balanced" resolved from a whole training set (fit_class_weight)
+
+    def fit_class_weight(self, y) -> None:
+        """Resolve ``class_weight="balanced"`` from the full training targets ``y`` (``fit`` calls this).
+
+        Balanced weights are properties of the training set, not of a mini-batch: without this call a
+        "balanced" loss refuses to run instead of re-deriving weights from each batch's labels.
+        """
+
+    def _balanced(self):
+        if self.balanced_weights_ is None:
+            raise ValueError("class_weight='balanced' needs the training set's class counts: call "
+                             "loss.fit_class_weight(y_train) first (fit does this for you)")
+        return self.balanced_weights_
 
     def get_config(self):
         cw = self.class_weight
         if isinstance(cw, dict):
             cw = {str(k): float(v) for k, v in cw.items()}
-        return {"class_weight": cw}
+        config = {"class_weight": cw}
+        if self.balanced_weights_ is not None:  # fitted state: a clone or a saved model weighs the same
+            config["balanced_weights"] = np.asarray(self.balanced_weights_, dtype=np.float64).tolist()
+        return config
+
+    def set_balanced_weights(self, weights) -> None:
+        """Restore fitted balanced weights (from ``get_config()["balanced_weights"]``)."""
+        self.balanced_weights_ = None if weights is None else np.asarray(weights, dtype=np.float64)
 
     def value_and_grad(self, z, y, sample_weight=None):
         """Return (L, dL/dz) for raw outputs ``z`` (n, k) and targets ``y``."""
@@ -92,11 +114,22 @@ class SoftmaxCrossEntropy(Loss):
             self._rows = np.arange(max(n, 2 * len(self._rows)))
         return self._rows[:n]
 
+    def fit_class_weight(self, y) -> None:
+        if isinstance(self.class_weight, str):
+            y = np.asarray(y)
+            y_index = y if y.ndim == 1 else np.argmax(y, axis=1)
+            n_classes = int(y_index.max()) + 1 if y.ndim == 1 else y.shape[1]
+            self.balanced_weights_ = class_weight_array(self.class_weight, y_index, n_classes)
+
     def _weights(self, y, n_classes, sample_weight):
         w = sample_weight
         if self.class_weight is not None:
             y_index = y if y.ndim == 1 else np.argmax(y, axis=1)
-            cw = class_weight_array(self.class_weight, y_index, n_classes)[y_index]
+            per_class = (self._balanced() if isinstance(self.class_weight, str)
+                         else class_weight_array(self.class_weight, y_index, n_classes))
+            if len(per_class) < n_classes:  # classes absent from the training set keep weight 1
+                per_class = np.concatenate([per_class, np.ones(n_classes - len(per_class))])
+            cw = per_class[y_index]
             w = cw if w is None else w * cw
         return w
 
@@ -139,18 +172,25 @@ class SigmoidBinaryCrossEntropy(Loss):
 
     link = "sigmoid"
 
+    def fit_class_weight(self, y) -> None:
+        cw = self.class_weight
+        if isinstance(cw, str):
+            if cw != "balanced":
+                raise ValueError(f"class_weight must be a dict or 'balanced', got {cw!r}")
+            y = np.asarray(y).reshape(len(y), -1)
+            n = y.shape[0]
+            pos = y.sum(axis=0)  # per label: weight(1) = n / (2 n_pos), weight(0) = n / (2 n_neg)
+            w1 = np.where(pos > 0, n / (2.0 * np.maximum(pos, 1)), 1.0)
+            w0 = np.where(pos < n, n / (2.0 * np.maximum(n - pos, 1)), 1.0)
+            self.balanced_weights_ = (w0, w1)
+
     def _weights(self, y, sample_weight):
         w = None if sample_weight is None else np.asarray(sample_weight)[:, None]
         cw = self.class_weight
         if cw is None:
             return w
         if isinstance(cw, str):
-            if cw != "balanced":
-                raise ValueError(f"class_weight must be a dict or 'balanced', got {cw!r}")
-            n = y.shape[0]
-            pos = y.sum(axis=0)  # per label: weight(1) = n / (2 n_pos), weight(0) = n / (2 n_neg)
-            w1 = np.where(pos > 0, n / (2.0 * np.maximum(pos, 1)), 1.0)
-            w0 = np.where(pos < n, n / (2.0 * np.maximum(n - pos, 1)), 1.0)
+            w0, w1 = self._balanced()
         else:
             cw = {int(k): float(v) for k, v in dict(cw).items()}
             w0, w1 = cw.get(0, 1.0), cw.get(1, 1.0)

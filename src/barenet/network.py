@@ -10,6 +10,8 @@ layer's arrays are views, named ``"0.W"``, ``"0.b"``, ``"3.W"``, ... (layer inde
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .activations import Activation, get_activation
@@ -218,6 +220,8 @@ class Sequential:
     def predict_proba(self, X, *, batch_size=PREDICT_BATCH, temperature: float = 1.0) -> np.ndarray:
         """Class probabilities (n, n_classes). ``temperature`` divides the logits first (calibration)."""
         self._require_classifier()
+        if temperature != 1.0 and not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
         link = self.loss.output_to_prediction
 
         def proba_of(chunk):
@@ -321,6 +325,7 @@ class Sequential:
         """Rebuild the architecture (fresh weights) from ``get_config()`` output."""
         layers = [layer_from_config(entry) for entry in config["layers"]]
         loss = get_loss(config["loss"]["name"], **_loss_kwargs(config["loss"]["config"]))
+        loss.set_balanced_weights(config["loss"]["config"].get("balanced_weights"))
         opt = optimizer_from_config(config["optimizer"]["name"], config["optimizer"]["config"])
         net = cls(layers, loss=loss, optimizer=opt, seed=config.get("seed"), dtype=config["dtype"])
         if config.get("n_inputs") is not None:

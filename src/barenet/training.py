@@ -70,6 +70,7 @@ def fit(model, X, y, *, epochs=10, batch_size=64, validation_data=None, validati
     else:
         X_val = Y_val = None
 
+    model.loss.fit_class_weight(Y)  # a loss built with class_weight="balanced" counts the whole training set
     cw = _class_sample_weights(targets, Y, class_weight)
     if cw is not None:
         w = cw if w is None else w * cw

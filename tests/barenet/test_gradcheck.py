@@ -87,7 +87,10 @@ def _loss_and_weights(kind, weighting, n, k, rng):
     elif weighting == "balanced":
         class_weight = "balanced"
     sample_weight = rng.uniform(0.2, 2.0, n) if weighting in ("sample_weight", "sample_and_class_weight") else None
-    return bn.get_loss(LOSS_OF[kind], class_weight=class_weight), sample_weight
+    loss = bn.get_loss(LOSS_OF[kind], class_weight=class_weight)
+    if weighting == "balanced":  # balanced weights come from a training set's counts (fit does this)
+        loss.fit_class_weight(_targets(kind, n, k, np.random.default_rng(rng.integers(1 << 30))))
+    return loss, sample_weight
 
 
 @pytest.mark.parametrize("kind, weighting", LOSS_CASES)

@@ -157,7 +157,9 @@ def test_cross_entropy_with_class_weight(logits):
     v_sw, g_sw = bn.SoftmaxCrossEntropy().value_and_grad(z, y, sample_weight=w)
     assert v_cw == pytest.approx(v_sw, rel=1e-12)
     np.testing.assert_allclose(g_cw, g_sw)
-    v_bal, _ = bn.SoftmaxCrossEntropy(class_weight="balanced").value_and_grad(z, y)
+    balanced = bn.SoftmaxCrossEntropy(class_weight="balanced")
+    balanced.fit_class_weight(y)
+    v_bal, _ = balanced.value_and_grad(z, y)
     w_bal = balanced_class_weight(y, 4)[y]
     per_row = -np.log(_softmax_rows(z)[np.arange(6), y])
     assert v_bal == pytest.approx(np.dot(w_bal, per_row) / 6, rel=1e-12)
@@ -166,7 +168,9 @@ def test_cross_entropy_with_class_weight(logits):
 def test_bce_balanced_weights_per_label():
     y = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [0.0, 1.0]])  # label 0: 1 positive of 4; label 1: 2 of 4
     z = np.zeros_like(y)
-    _, grad = bn.SigmoidBinaryCrossEntropy(class_weight="balanced").value_and_grad(z, y)
+    loss = bn.SigmoidBinaryCrossEntropy(class_weight="balanced")
+    loss.fit_class_weight(y)
+    _, grad = loss.value_and_grad(z, y)
     # weight(1) = n / (2 n_pos), weight(0) = n / (2 n_neg): label 0 -> 2 and 2/3; label 1 -> 1 and 1
     w = np.array([[2.0, 1.0], [2 / 3, 1.0], [2 / 3, 1.0], [2 / 3, 1.0]])
     np.testing.assert_allclose(grad, w * (0.5 - y) / 4)
@@ -201,3 +205,17 @@ def test_prediction_links():
     np.testing.assert_allclose(bn.SoftmaxCrossEntropy().output_to_prediction(z), [[0.25, 0.75]])
     np.testing.assert_allclose(bn.SigmoidBinaryCrossEntropy().output_to_prediction(z), [[0.5, 0.75]])
     assert bn.MeanSquaredError().output_to_prediction(z) is z
+
+
+def test_balanced_weights_come_from_the_training_set_not_the_batch():
+    y_train = np.array([0, 0, 0, 1])  # class 1 is rare: weights 4/6 and 4/2
+    loss = bn.SoftmaxCrossEntropy(class_weight="balanced")
+    with pytest.raises(ValueError, match="needs the training set's class counts"):
+        loss.value_and_grad(np.zeros((2, 2)), np.array([0, 1]))
+    loss.fit_class_weight(y_train)
+    # a batch with one row of each class keeps the training-set weights (a per-batch count would give 1 and 1)
+    value, _ = loss.value_and_grad(np.zeros((2, 2)), np.array([0, 1]))
+    assert value == pytest.approx((4 / 6 + 4 / 2) * np.log(2) / 2)
+    clone = bn.get_loss("softmax_cross_entropy", class_weight="balanced")
+    clone.set_balanced_weights(loss.get_config()["balanced_weights"])
+    assert clone.value_and_grad(np.zeros((2, 2)), np.array([0, 1]))[0] == value

@@ -336,3 +336,13 @@ def test_missing_labels_are_named_as_such(labels):
     net = bn.build_mlp(hidden=(4,), n_outputs=2, seed=0)
     with pytest.raises(ValueError, match=r"y has 1 missing labels \(NaN or None\), first at row"):
         net.fit(np.zeros((4, 3)), labels, epochs=1)
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan"), float("inf")])
+def test_predict_proba_refuses_a_meaningless_temperature(temperature):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 3))
+    net = bn.build_mlp(hidden=(4,), n_outputs=2, seed=0)
+    net.fit(X, (X[:, 0] > 0).astype(int), epochs=1)
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        net.predict_proba(X, temperature=temperature)
