@@ -1,7 +1,7 @@
 """Train a multi-layer perceptron on MNIST with barenet (NumPy only) and report the test accuracy once.
 
-    BARENET_DATA=../shared/data python examples/mnist_mlp.py            # full run: 98.45 % test accuracy
-                                                                         # in ~1 min on a busy 2-core machine
+    BARENET_DATA=../shared/data python examples/mnist_mlp.py            # full run: 98.68 % test accuracy
+                                                                         # in ~45 s on a 2-core machine (2026-11-25)
     python examples/mnist_mlp.py --data-dir /path/to/mnist --epochs 1 --limit 2000   # quick smoke run
 
 Recipe: pixels scaled to [0, 1]; 784 -> 512 -> 256 -> 10 with ReLU (so He initialisation by default),
