@@ -228,7 +228,8 @@ def machine_info() -> dict:
             info[module] = None
     from threadpoolctl import threadpool_info
 
-    info["blas"] = [{k: i.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "filepath")}
+    info["blas"] = [{**{k: i.get(k) for k in ("internal_api", "version", "architecture", "num_threads")},
+                     "library": os.path.basename(i.get("filepath") or "")}  # no machine paths in results
                     for i in threadpool_info() if i.get("user_api") == "blas"]
     info["env"] = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
                                                   "OMP_NUM_THREADS") if os.environ.get(k) is not None}

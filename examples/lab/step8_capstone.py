@@ -33,6 +33,7 @@ import labkit as lk
 import numpy as np
 
 from nids_triage import (
+    REASONS,
     TEST_ONLY_ATTACKS,
     DataNotFoundError,
     TrainConfig,
@@ -48,7 +49,6 @@ BUDGET = f"{100 * REVIEW_BUDGET:.0f} %"
 REVIEW_SHARES = (0.0, 0.05, 0.10, 0.14, 0.20, 0.30)
 FAST_TRAIN_ROWS = 3000
 SPLITS = {"test+": "KDDTest+", "test-21": "KDDTest-21"}
-REASON_ORDER = ("invalid_value", "unseen_category", "novel", "low_confidence", "disagreement")
 
 
 def skip(why: str, tried=()) -> None:
@@ -103,7 +103,7 @@ def evaluate(model, table):
     flagged = np.asarray(scored.needs_review, dtype=bool)
     unseen = np.isin(table.attack, sorted(TEST_ONLY_ATTACKS))
     confidence = np.where(valid, scored.confidence, 0.0)
-    reasons = {r: sum(r in rs for rs in scored.reasons) for r in REASON_ORDER}
+    reasons = {r: sum(r in rs for rs in scored.reasons) for r in REASONS}
     only_novel = np.array([rs == ["novel"] for rs in scored.reasons], dtype=bool)
     return {
         "n": len(table), "scored": scored, "correct": correct, "flagged": flagged, "confidence": confidence,
@@ -244,7 +244,7 @@ def main(argv=None):
 
     lk.heading("Why flows were deferred (a flow may carry several reasons)", "-")
     lk.table(["reason", *names], [[reason, *[f"{r['reasons'][reason]:,}" for r in results.values()]]
-                                  for reason in REASON_ORDER])
+                                  for reason in REASONS])
     lk.note("unseen_category: a service/flag never seen in training, always deferred; novel: d above t_novelty; "
             "low_confidence: calibrated confidence below t_conf; disagreement needs Monte-Carlo dropout "
             "(score(mc_samples=N)), not used here")

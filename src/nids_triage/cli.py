@@ -101,7 +101,7 @@ def _score_parser(sub):
 
 
 def _review_parser(sub):
-    p = sub.add_parser("review", help="the analysts' review queue: list, show, label, export")
+    p = sub.add_parser("review", help="the analysts' review queue: list, show, start, label, export")
     rsub = p.add_subparsers(dest="review_command", required=True, metavar="ACTION")
     parents = argparse.ArgumentParser(add_help=False)
     parents.add_argument("--queue", help="queue file (default: reviews.db next to --model, else ./reviews.db)")
@@ -112,6 +112,9 @@ def _review_parser(sub):
     lst.add_argument("--offset", type=int, default=0)
     show = rsub.add_parser("show", parents=[parents], help="one item with its features and history")
     show.add_argument("id", type=int)
+    start = rsub.add_parser("start", parents=[parents], help="pick an item up: new -> in_review")
+    start.add_argument("id", type=int)
+    start.add_argument("--note")
     lab = rsub.add_parser("label", parents=[parents], help="record a verdict and close the item")
     lab.add_argument("id", type=int)
     lab.add_argument("verdict", help="normal, attack, DoS, Probe, R2L, U2R or an attack name (e.g. neptune)")
@@ -135,7 +138,7 @@ def _retrain_parser(sub):
 
 
 def _demo_parser(sub):
-    p = sub.add_parser("demo", help="the whole capstone end to end on NSL-KDD in a few minutes")
+    p = sub.add_parser("demo", help="the whole capstone end to end on NSL-KDD (about a minute on 2 cores)")
     p.add_argument("--data-dir", help="folder holding the NSL-KDD files")
     p.add_argument("--no-download", action="store_true")
     p.add_argument("--out-dir", default="runs/demo")

@@ -226,6 +226,12 @@ def _review_show(q, args) -> int:
     return 0
 
 
+def _review_start(q, args) -> int:
+    item = q.start(args.id, note=args.note)
+    print(f"item {item.id}: in review (model said {item.predicted_label!r}, reasons {', '.join(item.reasons)})")
+    return 0
+
+
 def _review_label(q, args) -> int:
     try:
         verdict = canonical_verdict(args.verdict)
@@ -243,7 +249,8 @@ def _review_export(q, args) -> int:
     return 0
 
 
-_REVIEW = {"list": _review_list, "show": _review_show, "label": _review_label, "export": _review_export}
+_REVIEW = {"list": _review_list, "show": _review_show, "start": _review_start, "label": _review_label,
+           "export": _review_export}
 
 
 # ----------------------------------------------------------------------------------------- retrain

@@ -2,7 +2,7 @@
 
 Everything here is plain data so that every other module (reader, encoder,
 reports) agrees on one definition. The source of truth for the columns is the
-dataset README (/work/shared/data/nsl-kdd/README.md) and Tavallaee et al.,
+data set's README (nsl-kdd/README.md in the BARENET_DATA folder) and Tavallaee et al.,
 "A Detailed Analysis of the KDD CUP 99 Data Set" (CISDA 2009).
 """
 

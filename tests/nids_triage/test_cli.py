@@ -135,6 +135,10 @@ def test_review_commands_then_retrain(work, capsys):
     with ReviewQueue(queue) as q:
         ids = [it.id for it in q.list(status="new", limit=12)]
     verdicts = ["normal", "dos", "neptune", "mscan", "attack", "Probe"] * 2
+    code, text, _ = run(capsys, "review", "start", ids[0], "--queue", queue, "--note", "looking")
+    assert code == 0 and "in review" in text
+    with ReviewQueue(queue) as q:
+        assert q.get(ids[0]).status == "in_review" and q.history(ids[0])[-1]["action"] == "start"
     for item_id, verdict in zip(ids, verdicts, strict=False):
         code, text, _ = run(capsys, "review", "label", item_id, verdict, "--queue", queue, "--note", "test")
         assert code == 0 and "closed" in text
