@@ -87,10 +87,9 @@ def _check_layer(layer, X, eps, directions, rng, input_grad):
         g.bit_generator.state = dropout_state  # same dropout mask every evaluation
         return layer.forward(x, training=True, rng=g)
 
-    out, _ = run(X)
-    R = rng.standard_normal(out.shape)
-    results = {}
     out, cache = run(X)
+    R = rng.standard_normal(out.shape)  # L = sum(out * R), so dL/dout = R
+    results = {}
     dx = layer.backward(R, cache)
     analytic = {k: v.copy() for k, v in layer.grads.items()}
 
@@ -120,21 +119,22 @@ def _check_network(net, X, y, loss, sample_weight, eps, directions, rng, input_g
     w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     state = net.rng.bit_generator.state
 
-    def total_loss(x=X):
+    def forward():
         net.rng.bit_generator.state = state  # the same dropout masks on every evaluation
-        out, caches = net.forward(x, training=True)
-        return net.loss.value(out, Y, w) + net.penalty(), caches, out
+        return net.forward(X, training=True)  # X and the parameters are perturbed in place by _numeric
 
-    net.rng.bit_generator.state = state
-    out, caches = net.forward(X, training=True)
+    def total_loss():
+        return net.loss.value(forward()[0], Y, w) + net.penalty()
+
+    out, caches = forward()
     _, dout = net.loss.value_and_grad(out, Y, w)
     dx = net.backward(dout, caches, input_grad=True)
     analytic = {k: v.copy() for k, v in net.gradients().items()}
     results = {}
     for name, theta in net.parameters().items():
-        numeric, dirs = _numeric(lambda: total_loss()[0], theta, eps, directions, rng)
+        numeric, dirs = _numeric(total_loss, theta, eps, directions, rng)
         results[name] = _compare(analytic[name], numeric, dirs)
     if input_grad:
-        numeric, dirs = _numeric(lambda: total_loss(X)[0], X, eps, directions, rng)
+        numeric, dirs = _numeric(total_loss, X, eps, directions, rng)
         results["input"] = _compare(dx, numeric, dirs)
     return results
