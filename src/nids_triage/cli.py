@@ -139,12 +139,11 @@ def _retrain_parser(sub):
 
 def _demo_parser(sub):
     p = sub.add_parser("demo", help="the whole capstone end to end on NSL-KDD (about a minute on 2 cores)")
-    p.add_argument("--data-dir", help="folder holding the NSL-KDD files")
-    p.add_argument("--no-download", action="store_true")
+    _data_args(p, train_file=False)
     p.add_argument("--out-dir", default="runs/demo")
     p.add_argument("--seeds", type=int, default=3, help="training seeds to average over (default 3)")
     p.add_argument("--fast", action="store_true", help="one seed, 3 epochs: a smoke run in well under a minute")
-    p.add_argument("--review-budget", type=_budget, default=0.14)
+    p.add_argument("--review-budget", type=_budget, default=_DEFAULTS.review_budget)
     p.add_argument("--label-reviews", type=int, default=200,
                    help="queued flows the demo labels with their true class, as an analyst would")
 

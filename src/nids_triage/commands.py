@@ -162,8 +162,6 @@ def metrics_summary(m) -> str:
 # ------------------------------------------------------------------------------------------- score
 def score(args) -> int:
     model = load_model(args.model)
-    if args.mc_samples < 0:
-        raise CliError("--mc-samples must be >= 0")
     out = args.out or default_scored_path(args.flows)
     table, scored, added = score_to_queue(model, args.flows, out, None if args.no_queue else queue_path(args),
                                                 on_bad_row=args.on_bad_row, mc_samples=args.mc_samples)
