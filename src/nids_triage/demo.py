@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from .cli import CliError
 from .commands import evaluate_model, score_to_queue, write_json, write_text
 from .datasets import load_nsl_kdd
 from .evaluation import aggregate
@@ -80,7 +81,11 @@ def run(args) -> int:
 
 
 def _fill_queue(model, table, out, n_label) -> dict:
-    """Score KDDTest+ like `nids-triage score`, then close ``n_label`` queued flows with their true names."""
+    """Score KDDTest+ like `nids-triage score` (from its file, as a user would), then close ``n_label`` queued
+    flows with their true names."""
+    if not Path(table.source).is_file():  # downloaded but not cached (read-only cache): there is no file to score
+        raise CliError(f"{table.source}: KDDTest+ is not a local file (the download could not be cached), so the "
+                       "demo cannot score it like `nids-triage score`; set BARENET_DATA or make the cache writable")
     queue_path = out / "reviews.db"
     scored_table, scored, added = score_to_queue(model, table.source, out / "scored-test+.csv", queue_path)
     truth = dict(zip(scored_table.line.tolist(), scored_table.attack.tolist(), strict=True))
