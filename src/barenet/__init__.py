@@ -52,7 +52,7 @@ from .network import Sequential, build_mlp  # noqa: E402
 from .optimizers import SGD, Adam, AdamW, RMSprop, get_optimizer  # noqa: E402
 from .schedules import Constant, CosineDecay, ExponentialDecay, StepDecay  # noqa: E402
 from .serialization import ModelFileError, atomic_write_bytes, load, read_manifest  # noqa: E402
-from .training import evaluate, fit, partial_fit, split_indices  # noqa: E402
+from .training import evaluate, fit, partial_fit, split_indices, stratified_split  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -67,7 +67,7 @@ __all__ = [
     "SGD", "RMSprop", "Adam", "AdamW", "get_optimizer",
     "Constant", "StepDecay", "ExponentialDecay", "CosineDecay",
     # training
-    "fit", "partial_fit", "evaluate", "split_indices", "History",
+    "fit", "partial_fit", "evaluate", "split_indices", "stratified_split", "History",
     "Callback", "TrainingState", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau",
     "LearningRateScheduler", "TerminateOnNaN", "CSVLogger",
     # metrics and calibration

@@ -269,17 +269,29 @@ def _class_sample_weights(targets, Y, class_weight):
     return class_weight_array(class_weight, index, len(targets.classes_))[index]
 
 
+def stratified_split(labels, fraction: float, rng: np.random.Generator):
+    """(train rows, validation rows): ``fraction`` of each label's rows (rounded) go to validation.
+
+    Labels may be of any type; each label's rows are shuffled from ``rng``, so the split is seeded, and every
+    class keeps its share in both parts (to within one row).
+    """
+    labels = np.asarray(labels)
+    val = []
+    for value in np.unique(labels):
+        rows = np.flatnonzero(labels == value)
+        rng.shuffle(rows)
+        val.append(rows[: int(round(fraction * len(rows)))])
+    val_idx = np.sort(np.concatenate(val)) if val else np.arange(0)
+    mask = np.ones(len(labels), dtype=bool)
+    mask[val_idx] = False
+    return np.flatnonzero(mask), val_idx
+
+
 def split_indices(targets, Y, fraction, rng):
     """(validation, training) row indices; stratified per class for classifiers, shuffled from ``rng``."""
     n = len(Y)
     if targets.kind in ("multiclass", "binary"):
-        index = Y if Y.ndim == 1 else Y.ravel().astype(np.intp)
-        val = []
-        for c in range(len(targets.classes_)):
-            rows = np.flatnonzero(index == c)
-            rng.shuffle(rows)
-            val.append(rows[: int(round(fraction * len(rows)))])
-        val_idx = np.sort(np.concatenate(val))
+        val_idx = stratified_split(Y if Y.ndim == 1 else Y.ravel().astype(np.intp), fraction, rng)[1]
     else:
         val_idx = np.sort(rng.permutation(n)[: int(round(fraction * n))])
     if len(val_idx) == 0 or len(val_idx) == n:

@@ -117,16 +117,7 @@ def training_split(table, config: "TrainConfig"):
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int):
     """(train_rows, validation_rows), each label split in proportion, shuffled from ``seed``."""
-    rng = np.random.default_rng(seed)
-    val = []
-    for value in np.unique(labels):
-        rows = np.flatnonzero(labels == value)
-        rng.shuffle(rows)
-        val.append(rows[: int(round(fraction * len(rows)))])
-    val_rows = np.sort(np.concatenate(val))
-    mask = np.ones(len(labels), dtype=bool)
-    mask[val_rows] = False
-    return np.flatnonzero(mask), val_rows
+    return bn.stratified_split(labels, fraction, np.random.default_rng(seed))
 
 
 class TriageModel:

@@ -376,3 +376,13 @@ def test_history_lr_is_the_rate_the_epoch_trained_with():
     net = bn.build_mlp(hidden=(4,), n_outputs=2, optimizer=bn.SGD(schedule), seed=0)
     history = net.fit(X, y, epochs=3, batch_size=16)
     assert history["lr"] == pytest.approx([0.1, 0.05, 0.025])
+
+
+def test_stratified_split_keeps_every_labels_share_and_is_seeded():
+    labels = np.array(["normal"] * 600 + ["dos"] * 300 + ["u2r"] * 10)
+    train, val = bn.stratified_split(labels, 0.2, np.random.default_rng(0))
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(len(labels)))
+    for name, count in (("normal", 120), ("dos", 60), ("u2r", 2)):
+        assert (labels[val] == name).sum() == count
+    again = bn.stratified_split(labels, 0.2, np.random.default_rng(0))
+    assert np.array_equal(val, again[1]) and np.array_equal(train, again[0])
