@@ -127,10 +127,10 @@ class TriageModel:
         self.temperature, self.novelty, self.policy = float(temperature), novelty, policy
         self.config = config
         self.report = report or {}  # validation metrics recorded at training time
-        fine = [str(c) for c in network.classes_]
-        self.classes = sorted(set(labels_for_task(np.array(fine), task).tolist()))
-        task_of_fine = labels_for_task(np.array(fine), task)
-        self.groups = np.array([self.classes.index(t) for t in task_of_fine], dtype=np.intp)
+        # the task's classes, and for each fine class (attack name) the index of the task class it sums into
+        task_of_fine = labels_for_task(np.asarray(network.classes_, dtype=str), task)
+        classes, groups = np.unique(task_of_fine, return_inverse=True)
+        self.classes, self.groups = classes.tolist(), groups.astype(np.intp)
 
     # ------------------------------------------------------------------------------------------
     @classmethod
