@@ -178,21 +178,22 @@ class TriageModel:
 
         The networks learn attack names whatever the task, with the same split and seeds, so this equals
         ``TriageModel.train(table, task, self.config)`` at the cost of a calibration instead of a training.
+        The novelty detector depends only on the networks and the attack names, not on the task: it is shared.
         """
         check_same_training_table(self, table)
-        train, val, y_tr, y_val = training_split(table, self.config)
+        _, val, _, y_val = training_split(table, self.config)
         other = TriageModel(task, self.encoder, self.networks, 1.0, None, None, replace(self.config))
         other.report["training_data"] = self.report.get("training_data")
-        other.calibrate(self.encoder.transform(train).X, y_tr, self.encoder.transform(val).X, y_val)
+        other.calibrate(None, None, self.encoder.transform(val).X, y_val, novelty=self.novelty)
         return other
 
-    def calibrate(self, X_tr, y_tr, X_val, y_val):
+    def calibrate(self, X_tr, y_tr, X_val, y_val, *, novelty=None):
         """Temperature, novelty detector and deferral thresholds, all from the validation part.
 
-        ``X_*`` are encoded flows, ``y_*`` attack names; the novelty detector is fitted on the train part.
+        ``X_*`` are encoded flows, ``y_*`` attack names; the novelty detector is fitted on the train part,
+        unless a detector already fitted for these networks is given (then ``X_tr, y_tr`` are not needed).
         """
         cfg, net = self.config, self.network
-        fine_index = np.searchsorted(net.classes_, y_tr)
         fine_val = np.searchsorted(net.classes_, y_val)
         task_val = labels_for_task(y_val, self.task)
         task_index = np.searchsorted(self.classes, task_val)
@@ -211,10 +212,13 @@ class TriageModel:
             after = dict(before)
         after["fitted_temperature"] = fitted
 
-        self.novelty = MahalanobisNovelty(false_alarm_rate=cfg.novelty_false_alarm)
-        self.novelty.fit(self.hidden(X_tr), fine_index, len(net.classes_))
+        if novelty is None:
+            novelty = MahalanobisNovelty(false_alarm_rate=cfg.novelty_false_alarm)
+            novelty.fit(self.hidden(X_tr), np.searchsorted(net.classes_, y_tr), len(net.classes_))
+        self.novelty = novelty
         novelty_val = self.novelty.score(self.hidden(X_val), logits.argmax(axis=1))
-        self.novelty.calibrate(novelty_val)
+        if novelty.threshold_ is None:
+            self.novelty.calibrate(novelty_val)
 
         confidence = proba.max(axis=1)
         correct = proba.argmax(axis=1) == task_index
