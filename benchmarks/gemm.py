@@ -9,7 +9,9 @@ One step of an MLP with layers W_1 .. W_L on a batch X (n rows) needs, and only 
 Everything else a framework does (bias, activations, the loss, the optimiser, shuffling, Python) is overhead
 on top of these. ``replay_training_gemms`` runs exactly these products, for every batch of every epoch
 (including the last, shorter batch), into preallocated outputs, so its time is what the same training
-would take if everything else were free.
+would take if everything else were free. With ``row_blocks=True`` (one BLAS thread) the forward and dW
+products are cut into the same row blocks barenet's Dense uses (``barenet.layers.row_block``): OpenBLAS's
+small-matrix kernels make that the faster way to do the same products, so it belongs to the floor.
 """
 from __future__ import annotations
 
@@ -18,8 +20,11 @@ import time
 import numpy as np
 
 
-def replay_training_gemms(n_rows: int, widths, batch_size: int, epochs: int, *, seed=0, dtype=np.float32) -> float:
+def replay_training_gemms(n_rows: int, widths, batch_size: int, epochs: int, *, seed=0, dtype=np.float32,
+                          row_blocks: bool = False) -> float:
     """Seconds spent in the matrix products of ``epochs`` epochs of mini-batch training (see module doc)."""
+    from barenet.layers import row_block, single_thread_products
+
     rng = np.random.default_rng(seed)
     widths = [int(w) for w in widths]
     sizes = [batch_size] * (n_rows // batch_size) + ([n_rows % batch_size] if n_rows % batch_size else [])
@@ -32,14 +37,30 @@ def replay_training_gemms(n_rows: int, widths, batch_size: int, epochs: int, *, 
         return h, dz
 
     shapes = {n: buffers(n) for n in set(sizes)}
+    if row_blocks:
+        with single_thread_products():
+            blocks = {n: [row_block(n, *w.shape) for w in W] for n in shapes}
+    else:
+        blocks = {n: [n] * len(W) for n in shapes}
+    scratch = [np.empty_like(w) for w in W]
     tic = time.perf_counter()
     for _ in range(epochs):
         for n in sizes:
-            h, dz = shapes[n]
+            (h, dz), block = shapes[n], blocks[n]
             for i, w in enumerate(W):  # forward
-                np.matmul(h[i], w, out=h[i + 1])
+                if block[i] == n:
+                    np.matmul(h[i], w, out=h[i + 1])
+                else:
+                    for s in range(0, n, block[i]):
+                        np.matmul(h[i][s:s + block[i]], w, out=h[i + 1][s:s + block[i]])
             for i in range(len(W) - 1, -1, -1):  # backward
-                np.matmul(h[i].T, dz[i + 1], out=gW[i])
+                b = block[i]
+                if b == n:
+                    np.matmul(h[i].T, dz[i + 1], out=gW[i])
+                else:
+                    np.matmul(h[i][:b].T, dz[i + 1][:b], out=gW[i])
+                    for s in range(b, n, b):
+                        gW[i] += np.matmul(h[i][s:s + b].T, dz[i + 1][s:s + b], out=scratch[i])
                 if i > 0:
                     np.matmul(dz[i + 1], W[i].T, out=dz[i])
     return time.perf_counter() - tic

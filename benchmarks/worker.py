@@ -169,7 +169,8 @@ def run_gemm(spec) -> dict:
 
     with threadpool_limits(limits=spec["threads"], user_api="blas"), Contention() as busy:
         seconds = replay_training_gemms(spec["n_train"], [spec["n_inputs"], *spec["hidden"], spec["n_classes"]],
-                                        spec["batch_size"], spec["epochs"], seed=spec["seed"])
+                                        spec["batch_size"], spec["epochs"], seed=spec["seed"],
+                                        row_blocks=spec["threads"] == 1)
     return {"seconds": seconds, "rows_per_s": spec["n_train"] * spec["epochs"] / seconds,
             "other_cpus": busy.other_cpus, "own_cpus": busy.own_cpus}
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from .callbacks import Callback, TerminateOnNaN, TrainingState
 from .history import History
+from .layers import single_thread_products
 from .losses import class_weight_array
 from .metrics import get_metric
 from .targets import TargetEncoder, infer_target_kind
@@ -336,4 +337,8 @@ def _blas_limit(model, blas_threads):
         yield
         return
     with threadpool_limits(limits=int(blas_threads), user_api="blas"):
-        yield
+        if int(blas_threads) == 1:
+            with single_thread_products():  # Dense may now cut big batches into row blocks (layers.SMALL_GEMM)
+                yield
+        else:
+            yield

@@ -42,6 +42,37 @@ def test_dense_backward_formulas():
     assert layer.backward(dz, cache, need_dx=False) is None
 
 
+def test_row_blocks_only_under_one_blas_thread_and_only_for_big_small_layers():
+    from barenet.layers import row_block, single_thread_products
+
+    assert row_block(256, 122, 64) == 256  # outside fit's one-thread block: one call (2 threads can share it)
+    with single_thread_products():
+        assert row_block(256, 122, 64) == 128  # 128 * 122 * 64 <= 100^3: OpenBLAS's small-matrix kernels
+        assert row_block(64, 122, 64) == 64  # already small
+        assert row_block(128, 784, 512) == 128  # blocks would be 2 rows: one large call instead
+    assert row_block(256, 122, 64) == 256  # the setting does not leak out of the block
+
+
+def test_row_blocked_products_equal_the_single_product_and_pass_the_gradient_check():
+    from barenet.layers import single_thread_products
+
+    rng = np.random.default_rng(3)
+    layer = bn.Dense(64).build((122,), rng=rng, dtype=np.float64)
+    x = rng.standard_normal((300, 122))  # blocks of 128, 128 and a partial 44
+    dz = rng.standard_normal((300, 64))
+    z_one, cache = layer.forward(x)
+    layer.backward(dz, cache, need_dx=False)
+    gW_one = layer.grads["W"].copy()
+    with single_thread_products():
+        z_blocks, cache = layer.forward(x)
+        layer.backward(dz, cache, need_dx=False)
+        np.testing.assert_allclose(z_blocks, z_one, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(layer.grads["W"], gW_one, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(layer.grads["W"], x.T @ dz, rtol=1e-12, atol=1e-12)
+        errors = bn.check_gradients(layer, x[:260], directions=4)
+    assert max(errors.values()) < 1e-6, errors
+
+
 def test_backward_overwrites_gradients_no_zero_grad_needed():
     layer = _dense()
     x = np.array([[1.0, 2.0]])

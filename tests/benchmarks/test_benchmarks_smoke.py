@@ -46,6 +46,8 @@ def test_gemm_replay_counts_every_batch():
     finally:
         sys.path.remove(str(REPO))
     assert replay_training_gemms(130, [7, 5, 3], batch_size=64, epochs=2) > 0  # 64 + 64 + 2 rows per epoch
+    # one BLAS thread: the 122 -> 64 products of a 300-row batch run as row blocks of 128, 128 and 44
+    assert replay_training_gemms(300, [122, 64, 5], batch_size=300, epochs=1, row_blocks=True) > 0
 
 
 def test_nsl_kdd_preprocessing_shape():
