@@ -8,7 +8,10 @@ Each measurement runs in a fresh worker process (``benchmarks.worker``), one aft
 and the repeats go round-robin (all systems once, then all again), so a slow spell of a busy machine hits
 every system rather than one. The table shows medians over the repeats, the spread (max - min over the
 median), barenet's speed as a ratio to each other system, and the test accuracy each reached, so nobody wins
-by computing less. Everything, repeats included, goes to a JSON file.
+by computing less. The ratio is paired: in each round barenet and the other system run back to back, the
+round's ratio is barenet's rows/s over theirs, and the table shows the median of the rounds' ratios (a slow
+spell of the machine that spans a round cancels out of its ratio). Everything, repeats included, goes to a
+JSON file.
 
 BLAS threads: barenet picks them itself (one thread when every layer is <= 256 wide, else the BLAS default);
 scikit-learn runs under the same ``threadpoolctl`` limit and PyTorch gets ``torch.set_num_threads`` of the
@@ -151,8 +154,24 @@ def summarise(results: list[dict]) -> dict:
             add("bulk", spec["system"], "peak_rss_mib", r["bulk"]["peak_rss_mib"])
             add("bulk", spec["system"], "start_rss_mib", r["bulk"]["start_rss_mib"])
             add("bulk", spec["system"], "growth_mib", r["bulk"]["peak_rss_mib"] - r["bulk"]["start_rss_mib"])
-    return {task: {s: {k: _stats(v) for k, v in d.items()} for s, d in systems.items()}
-            for task, systems in rows.items()}
+    summary = {task: {s: {k: _stats(v) for k, v in d.items()} for s, d in systems.items()}
+               for task, systems in rows.items()}
+    # paired ratios: barenet over each other system, round by round (the worker spec's seed is the round)
+    speed: dict = {}
+    for r in results:
+        spec = r["spec"]
+        if spec["kind"] == "train":
+            speed.setdefault(spec["task"], {}).setdefault(spec["system"], {})[spec["seed"]] = r["rows_per_s"]
+        elif spec["kind"] == "infer":
+            for name in ("batch1", "batch64", "bulk"):
+                speed.setdefault(name, {}).setdefault(spec["system"], {})[spec["seed"]] = r[name]["rows_per_s"]
+    for task, systems in speed.items():
+        ours = systems.get("barenet", {})
+        for system, theirs in systems.items():
+            rounds = sorted(set(ours) & set(theirs))
+            if system != "barenet" and rounds:
+                summary[task][system]["barenet_ratio"] = _stats([ours[i] / theirs[i] for i in rounds])
+    return summary
 
 
 TASK_TITLES = {"nsl_b64": "train NSL-KDD 122-64-32-5, batch 64", "nsl_b256": "train NSL-KDD 122-64-32-5, batch 256",
@@ -164,10 +183,12 @@ COLUMNS = (("scikit-learn", "sklearn", "sklearn"), ("PyTorch, default Adam", "to
 
 
 def format_tables(summary: dict, meta: dict) -> str:
-    """The ratio table (barenet / other, from medians) and the matrix-product floor table, as Markdown."""
+    """The ratio table (barenet / other: the median of the rounds' paired ratios, with their range) and the
+    matrix-product floor table, as Markdown."""
     cols = [c for c in COLUMNS if any(c[1] in summary.get(t, {}) or c[2] in summary.get(t, {}) for t in summary)]
     names = ["barenet"] + [c[0] for c in cols]
-    lines = ["| workload | barenet rows/s (median, ±half spread) | " + " | ".join(f"barenet / {c[0]}" for c in cols)
+    lines = ["| workload | barenet rows/s (median, ±half spread) | "
+             + " | ".join(f"barenet / {c[0]} (median, range of rounds)" for c in cols)
              + " | test accuracy: " + " / ".join(names) + " | peak RSS MiB (+ growth during the call): "
              + " / ".join(names) + " |"]
     lines.append("|" + " --- |" * (len(cols) + 4))
@@ -183,10 +204,12 @@ def format_tables(summary: dict, meta: dict) -> str:
             if system not in row:
                 cells.append("")
                 continue
-            ratio = bn["median"] / row[system]["rows_per_s"]["median"]
+            paired = row[system].get("barenet_ratio")
+            ratio = paired["median"] if paired else bn["median"] / row[system]["rows_per_s"]["median"]
             target = TARGETS.get((task, system))
             verdict = "" if target is None else f" (target {target:g}: {'met' if ratio >= target else 'MISSED'})"
-            cells.append(f"**{ratio:.2f}x**{verdict}")
+            rounds = f" {paired['min']:.2f}-{paired['max']:.2f}" if paired and paired["n"] > 1 else ""
+            cells.append(f"**{ratio:.2f}x**{rounds}{verdict}")
         present = [s for s in systems if s in row]
         cells.append(" / ".join(f"{row[s]['accuracy']['median']:.3f}" if "accuracy" in row[s] else "-" for s in present)
                      if any("accuracy" in row[s] for s in present) else "")

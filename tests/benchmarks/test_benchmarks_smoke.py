@@ -33,8 +33,12 @@ def test_tiny_run_writes_every_measurement(tmp_path, monkeypatch):
             assert stats["rows_per_s"]["median"] > 0
             assert 0.0 <= stats["accuracy"]["median"] <= 1.0
             assert stats["peak_rss_mib"]["median"] > 0
+            if system != "barenet":  # paired ratio: barenet's rows/s over this system's, in the same round
+                expected = summary[task]["barenet"]["rows_per_s"]["median"] / stats["rows_per_s"]["median"]
+                assert stats["barenet_ratio"]["median"] == pytest.approx(expected)  # one round: the plain ratio
     for task in ("batch1", "batch64", "bulk"):
         assert summary[task]["barenet"]["rows_per_s"]["median"] > 0
+        assert summary[task]["sklearn"]["barenet_ratio"]["n"] == 1
     assert "barenet / scikit-learn" in report["table"]
     assert report["meta"]["machine"]["numpy"]
 
@@ -64,3 +68,19 @@ def test_nsl_kdd_preprocessing_shape():
     assert Xtr.dtype == Xte.dtype == "float32"
     assert set(ytr.tolist()) == set(range(5)) and set(yte.tolist()) <= set(range(5))
     assert abs(float(Xtr.mean())) < 0.05  # standardised with the training statistics
+
+
+def test_ratios_are_paired_round_by_round(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks.run import summarise
+
+    def train(system, seed, rows_per_s):
+        return {"spec": {"kind": "train", "task": "nsl_b64", "system": system, "seed": seed},
+                "rows_per_s": rows_per_s, "seconds": 1.0, "accuracy": 0.9, "peak_rss_mib": 1.0, "start_rss_mib": 1.0}
+
+    # round 0 ran on a slow machine for both systems, round 1 on a fast one: each round's ratio is 5
+    results = [train("barenet", 0, 500.0), train("torch-foreach", 0, 100.0),
+               train("barenet", 1, 1000.0), train("torch-foreach", 1, 200.0),
+               train("barenet", 2, 750.0), train("torch-foreach", 2, 125.0)]
+    ratio = summarise(results)["nsl_b64"]["torch-foreach"]["barenet_ratio"]
+    assert ratio["median"] == 5.0 and ratio["min"] == 5.0 and ratio["max"] == 6.0 and ratio["n"] == 3
