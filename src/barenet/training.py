@@ -141,7 +141,9 @@ GATHER_BYTES = 512 * 1024
 def _train_one_epoch(model, X, Y, w, state, batch_hooks, batch_size, shuffle, metrics, verbose) -> dict:
     n = len(X)
     order = model.rng.permutation(n) if shuffle else np.arange(n)
-    predictions = np.empty(n, dtype=np.intp) if model.targets.kind in ("multiclass", "binary") else None
+    # training-set predictions (taken on each batch before its update, as Keras does) only for label metrics
+    wanted = model.targets.kind in ("multiclass", "binary") and any(get_metric(m)[1] == "labels" for m in metrics)
+    predictions = np.empty(n, dtype=np.intp) if wanted else None
     # The shuffled rows are gathered a chunk of whole batches at a time (~512 KiB, so it stays in cache) into
     # reused buffers: one np.take per ~16 small batches instead of one per batch, and the working memory stays
     # one chunk, never a shuffled copy of all of X.

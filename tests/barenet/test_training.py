@@ -359,6 +359,19 @@ def test_blas_threads_auto_means_one_thread_for_small_layers(blobs):
     np.testing.assert_array_equal(nets["auto"].flat_params, nets[1].flat_params)
 
 
+def test_training_predictions_are_taken_only_for_label_metrics(blobs, monkeypatch):
+    from barenet import training
+
+    X, y = blobs
+    calls = []
+    real = training._predicted_index
+    monkeypatch.setattr(training, "_predicted_index", lambda *a: calls.append(1) or real(*a))
+    history = _net(0).fit(X, y, epochs=1, metrics=[])
+    assert calls == [] and "accuracy" not in history.keys()  # no metric asks for labels: no argmax per batch
+    history = _net(0).fit(X, y, epochs=1)
+    assert calls and 0.0 <= history["accuracy"][0] <= 1.0  # the default metric still gets its predictions
+
+
 def test_class_weight_on_regression_targets_is_refused_not_ignored():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((40, 3))
