@@ -9,9 +9,10 @@ One step of an MLP with layers W_1 .. W_L on a batch X (n rows) needs, and only 
 Everything else a framework does (bias, activations, the loss, the optimiser, shuffling, Python) is overhead
 on top of these. ``replay_training_gemms`` runs exactly these products, for every batch of every epoch
 (including the last, shorter batch), into preallocated outputs, so its time is what the same training
-would take if everything else were free. With ``row_blocks=True`` (one BLAS thread) the forward and dW
-products are cut into the same row blocks barenet's Dense uses (``barenet.layers.row_block``): OpenBLAS's
-small-matrix kernels make that the faster way to do the same products, so it belongs to the floor.
+would take if everything else were free. With ``row_blocks=True`` (one BLAS thread of an OpenBLAS with
+small-matrix kernels, as ``fit`` decides) the forward and dW products are cut into the same row blocks
+barenet's Dense uses (``barenet.layers.row_block``): there that is the faster way to do the same products,
+so it belongs to the floor.
 """
 from __future__ import annotations
 

@@ -8,10 +8,11 @@ Each measurement runs in a fresh worker process (``benchmarks.worker``), one aft
 and the repeats go round-robin (all systems once, then all again), so a slow spell of a busy machine hits
 every system rather than one. The table shows medians over the repeats, the spread (max - min over the
 median), barenet's speed as a ratio to each other system, and the test accuracy each reached, so nobody wins
-by computing less. The ratio is paired: in each round barenet and the other system run back to back, the
-round's ratio is barenet's rows/s over theirs, and the table shows the median of the rounds' ratios (a slow
-spell of the machine that spans a round cancels out of its ratio). Everything, repeats included, goes to a
-JSON file.
+by computing less. The ratio is paired: a round runs every system once, in a fixed order (barenet,
+scikit-learn, PyTorch fused, PyTorch default, the GEMM replay), the round's ratio is barenet's rows/s over the
+other system's in that round, and the table shows the median and range of the rounds' ratios (a slow spell
+of the machine that spans a round cancels out of its ratio). Everything, repeats included, goes to a JSON
+file, with the git commit measured.
 
 BLAS threads: barenet picks them itself (one thread when every layer is <= 256 wide, else the BLAS default);
 scikit-learn runs under the same ``threadpoolctl`` limit and PyTorch gets ``torch.set_num_threads`` of the
@@ -237,6 +238,14 @@ def machine_info() -> dict:
 
     info = {"date": dt.datetime.now().isoformat(timespec="seconds"), "python": platform.python_version(),
             "numpy": numpy.__version__, "cpu_count": os.cpu_count(), "platform": platform.platform()}
+    try:  # which code was measured: the commit, and whether the working tree had uncommitted changes
+        git = ["git", "-C", str(REPO)]
+        info["git_commit"] = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True,
+                                            check=True).stdout.strip()
+        info["git_dirty"] = bool(subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"],
+                                                capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        info["git_commit"] = None
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
         fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)

@@ -165,12 +165,14 @@ def run_infer(spec) -> dict:
 def run_gemm(spec) -> dict:
     from threadpoolctl import threadpool_limits
 
+    from barenet.training import blas_has_small_matrix_kernels
+
     from .gemm import replay_training_gemms
 
     with threadpool_limits(limits=spec["threads"], user_api="blas"), Contention() as busy:
         seconds = replay_training_gemms(spec["n_train"], [spec["n_inputs"], *spec["hidden"], spec["n_classes"]],
                                         spec["batch_size"], spec["epochs"], seed=spec["seed"],
-                                        row_blocks=spec["threads"] == 1)
+                                        row_blocks=spec["threads"] == 1 and blas_has_small_matrix_kernels())
     return {"seconds": seconds, "rows_per_s": spec["n_train"] * spec["epochs"] / seconds,
             "other_cpus": busy.other_cpus, "own_cpus": busy.own_cpus}
 

@@ -28,9 +28,10 @@ _ONES: dict = {}
 #: OpenBLAS, the BLAS inside NumPy's wheels, multiplies matrices with m*n*k <= 100^3 by single-threaded
 #: "small-matrix" kernels that skip its packing step (on AVX-512 cores). On the 122 -> 64 layer that is ~20 %
 #: faster per row: a (256, 122) x (122, 64) product takes ~46 us in one call and ~36 us as two calls of 128
-#: rows. So where the BLAS runs on one thread anyway (``fit`` on small layers; see ``single_thread_products``),
-#: Dense cuts a bigger batch into row blocks under this size, unless the blocks would be thin
-#: (< MIN_ROW_BLOCK rows). With two threads the one large call wins (it is split across the threads).
+#: rows. So where the BLAS runs on one thread anyway and has those kernels (``fit`` on small layers declares it
+#: with ``single_thread_products``), Dense cuts a bigger batch into equal row blocks under this size, unless
+#: the blocks would be thin (< MIN_ROW_BLOCK rows). With two threads the one large call wins (it is split
+#: across the threads), and other BLAS libraries have no such kernels: one call there.
 SMALL_GEMM = 100**3
 MIN_ROW_BLOCK = 64
 _ONE_BLAS_THREAD = contextvars.ContextVar("barenet_one_blas_thread", default=False)
@@ -50,8 +51,11 @@ def row_block(n_rows: int, d_in: int, d_out: int) -> int:
     """Rows per block for an (n_rows, d_in) x (d_in, d_out) product: n_rows itself when one call is better."""
     if n_rows * d_in * d_out <= SMALL_GEMM or not _ONE_BLAS_THREAD.get():
         return n_rows
-    block = SMALL_GEMM // (d_in * d_out) // 16 * 16  # a multiple of 16 rows: whole SIMD tiles
-    return block if MIN_ROW_BLOCK <= block < n_rows else n_rows
+    largest = SMALL_GEMM // (d_in * d_out)
+    if largest < MIN_ROW_BLOCK:
+        return n_rows
+    n_blocks = -(-n_rows // largest)
+    return -(-n_rows // n_blocks)  # equal blocks (129 rows: 65 + 64, not 128 + 1)
 
 
 def _ones(n: int, dtype) -> np.ndarray:
@@ -179,6 +183,7 @@ class Dense(Layer):
         if len(x) * W.size <= SMALL_GEMM or not _ONE_BLAS_THREAD.get():
             z = np.dot(x, W)  # x W  (np.dot: the same product as @, ~0.3 us less per call)
         else:  # the same product, row block by row block (see SMALL_GEMM)
+            x = np.asarray(x)
             n, block = len(x), row_block(len(x), *W.shape)
             z = np.empty((n, W.shape[1]), dtype=np.result_type(x, W))
             for s in range(0, n, block):
@@ -195,8 +200,9 @@ class Dense(Layer):
         else:  # the same sum over rows, one row block at a time (see SMALL_GEMM)
             n, block = len(dz), row_block(len(dz), *W.shape)
             np.matmul(x[:block].T, dz[:block], out=gW)
+            part = np.empty_like(gW)
             for s in range(block, n, block):
-                gW += np.matmul(x[s:s + block].T, dz[s:s + block])
+                gW += np.matmul(x[s:s + block].T, dz[s:s + block], out=part)
         np.matmul(_ones(len(dz), dz.dtype), dz, out=gb)  # db = column sums of dz = 1^T dz (one BLAS call)
         if self.l2:
             gW += (2.0 * self.l2) * W

@@ -11,6 +11,7 @@ No model code lives here: the loop only calls ``model.forward``, ``model.loss.va
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import time
 import warnings
@@ -339,8 +340,30 @@ def _blas_limit(model, blas_threads):
         yield
         return
     with threadpool_limits(limits=int(blas_threads), user_api="blas"):
-        if int(blas_threads) == 1:
+        if int(blas_threads) == 1 and blas_has_small_matrix_kernels():
             with single_thread_products():  # Dense may now cut big batches into row blocks (layers.SMALL_GEMM)
                 yield
         else:
             yield
+
+
+#: OpenBLAS cores (as ``openblas_get_corename`` names them) with the small-matrix float32 GEMM kernels
+SMALL_MATRIX_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+
+
+@functools.lru_cache(maxsize=1)
+def blas_has_small_matrix_kernels() -> bool:
+    """Is NumPy's BLAS an OpenBLAS on a core with small-matrix kernels (the case ``layers.SMALL_GEMM`` measures)?
+
+    Elsewhere (MKL, Accelerate, OpenBLAS on other cores) row blocks would only add calls, so Dense keeps
+    one product per batch. Needs threadpoolctl to ask; without it the answer is no.
+    """
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return False
+    blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    numpy_blas = [i for i in blas if "numpy" in str(i.get("filepath", ""))] or blas
+    return bool(numpy_blas) and all(i.get("internal_api") == "openblas"
+                                    and str(i.get("architecture", "")).lower() in SMALL_MATRIX_CORES
+                                    for i in numpy_blas)

@@ -48,29 +48,49 @@ def test_row_blocks_only_under_one_blas_thread_and_only_for_big_small_layers():
     assert row_block(256, 122, 64) == 256  # outside fit's one-thread block: one call (2 threads can share it)
     with single_thread_products():
         assert row_block(256, 122, 64) == 128  # 128 * 122 * 64 <= 100^3: OpenBLAS's small-matrix kernels
+        assert row_block(129, 122, 64) == 65  # equal blocks, never a 1-row remainder
+        assert row_block(300, 122, 64) == 100
         assert row_block(64, 122, 64) == 64  # already small
         assert row_block(128, 784, 512) == 128  # blocks would be 2 rows: one large call instead
     assert row_block(256, 122, 64) == 256  # the setting does not leak out of the block
 
 
-def test_row_blocked_products_equal_the_single_product_and_pass_the_gradient_check():
+def test_row_blocked_products_equal_the_single_product_and_pass_the_gradient_check(monkeypatch):
+    from barenet import layers
     from barenet.layers import single_thread_products
+
+    products = []
+    real_dot = layers.np.dot
+
+    class CountingNumpy:  # layers' view of NumPy, counting the forward's matrix products
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def dot(a, b, out=None):
+            products.append(len(a))
+            return real_dot(a, b, out=out)
 
     rng = np.random.default_rng(3)
     layer = bn.Dense(64).build((122,), rng=rng, dtype=np.float64)
-    x = rng.standard_normal((300, 122))  # blocks of 128, 128 and a partial 44
+    x = rng.standard_normal((300, 122))  # three blocks of 100 rows
     dz = rng.standard_normal((300, 64))
     z_one, cache = layer.forward(x)
     layer.backward(dz, cache, need_dx=False)
     gW_one = layer.grads["W"].copy()
+    monkeypatch.setattr(layers, "np", CountingNumpy())
     with single_thread_products():
         z_blocks, cache = layer.forward(x)
+        assert products == [100, 100, 100]  # really cut into row blocks
         layer.backward(dz, cache, need_dx=False)
         np.testing.assert_allclose(z_blocks, z_one, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(layer.grads["W"], gW_one, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(layer.grads["W"], x.T @ dz, rtol=1e-12, atol=1e-12)
         errors = bn.check_gradients(layer, x[:260], directions=4)
     assert max(errors.values()) < 1e-6, errors
+    products.clear()
+    layer.forward(x)
+    assert products == [300]  # outside the block: one product
 
 
 def test_backward_overwrites_gradients_no_zero_grad_needed():

@@ -41,6 +41,8 @@ def test_tiny_run_writes_every_measurement(tmp_path, monkeypatch):
         assert summary[task]["sklearn"]["barenet_ratio"]["n"] == 1
     assert "barenet / scikit-learn" in report["table"]
     assert report["meta"]["machine"]["numpy"]
+    if (REPO / ".git").exists():  # the measured code is on record
+        assert len(report["meta"]["machine"]["git_commit"]) == 40
 
 
 def test_gemm_replay_counts_every_batch():
