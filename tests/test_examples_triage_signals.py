@@ -25,26 +25,33 @@ def test_auroc_counts_pairs_and_half_ties():
     assert ts.auroc(np.array([0.9, 0.5, 0.5, 0.3]), positive) == 0.875
 
 
-def test_auto_accuracy_defers_the_riskiest_share_and_hard_rows_first():
+def test_auto_accuracy_follows_the_tools_rule():
     ts = _module()
     correct = np.array([True, True, True, False, False, True, True, True, True, True])
-    risk = np.array([0.1, 0.2, 0.3, 0.9, 0.8, 0.0, 0.1, 0.2, 0.3, 0.4])
+    risk = np.array([0.1, 0.2, 1.3, 1.9, 1.8, 0.0, 0.1, 0.2, 0.3, 0.4])
     none_hard = np.zeros(10, bool)
-    assert ts.auto_accuracy(risk, correct, none_hard, 0.2) == 1.0  # the two errors are the two riskiest
+    # three flows over 1, two places (ceil(0.2 * 10)): the two riskiest, both errors, go to review
+    assert ts.auto_accuracy(risk, correct, none_hard, 0.2) == 1.0
+    # a big budget defers only flows over 1: the rest stay auto-decided however the budget allows more
+    assert ts.auto_accuracy(risk, correct, none_hard, 0.5) == 1.0
+    assert ts.auto_accuracy(np.full(10, 0.5), correct, none_hard, 0.5) == 0.8
     hard = np.zeros(10, bool)
-    hard[0] = True  # a hard reason takes one of the two review places
-    assert ts.auto_accuracy(risk, correct, hard, 0.2) == 7 / 8
+    hard[0] = True  # a hard reason goes to review on top of the budget's two places
+    assert ts.auto_accuracy(risk, correct, hard, 0.2) == 1.0
+    hard[:] = False
+    hard[3] = True  # the hard row is one of the errors: the budget's places go to the next riskiest
+    assert ts.auto_accuracy(risk, correct, hard, 0.2) == 1.0
 
 
 def test_neighbour_stats_match_a_direct_computation():
     ts = _module()
     rng = np.random.default_rng(0)
-    ref = rng.standard_normal((50, 3)).astype(np.float32)
-    queries = np.vstack([ref[:5] + 0.01, rng.standard_normal((20, 3)).astype(np.float32)])
+    ref = rng.standard_normal((50, 3))
+    queries = np.vstack([ref[:5] + 0.01, rng.standard_normal((20, 3)).astype(np.float32)]).astype(np.float64)
     ref_labels = np.array(["a", "b"] * 25)
     query_labels = np.array(["a"] * 25)
-    nearest, nearest_same, within = ts.neighbour_stats(queries, ref, ref_labels, query_labels, radius=0.5, block=7)
+    nearest, nearest_same, within = ts.neighbour_stats(queries, ref, ref_labels, query_labels, 0.5, block=7)
     d = ((queries[:, None, :] - ref[None, :, :]) ** 2).sum(axis=2)
-    np.testing.assert_allclose(nearest, d.min(axis=1), atol=1e-4)
-    np.testing.assert_allclose(nearest_same, d[:, ref_labels == "a"].min(axis=1), atol=1e-4)
+    np.testing.assert_allclose(nearest, d.min(axis=1), atol=1e-9)
+    np.testing.assert_allclose(nearest_same, d[:, ref_labels == "a"].min(axis=1), atol=1e-9)
     np.testing.assert_array_equal(within, (d <= 0.5).sum(axis=1))
