@@ -11,7 +11,7 @@ on top of these. ``replay_training_gemms`` runs exactly these products, for ever
 (including the last, shorter batch), into preallocated outputs, so its time is what the same training
 would take if everything else were free. With ``row_blocks=True`` (one BLAS thread of an OpenBLAS with
 small-matrix kernels, as ``fit`` decides) the forward and dW products are cut into the same row blocks
-barenet's Dense uses (``barenet.layers.row_block``): there that is the faster way to do the same products,
+barenet's Dense uses (``barenet.blas.row_block``): there that is the faster way to do the same products,
 so it belongs to the floor.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 def replay_training_gemms(n_rows: int, widths, batch_size: int, epochs: int, *, seed=0, dtype=np.float32,
                           row_blocks: bool = False) -> float:
     """Seconds spent in the matrix products of ``epochs`` epochs of mini-batch training (see module doc)."""
-    from barenet.layers import row_block, single_thread_products
+    from barenet.blas import row_block, single_thread_products
 
     rng = np.random.default_rng(seed)
     widths = [int(w) for w in widths]

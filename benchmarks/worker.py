@@ -165,7 +165,7 @@ def run_infer(spec) -> dict:
 def run_gemm(spec) -> dict:
     from threadpoolctl import threadpool_limits
 
-    from barenet.training import blas_has_small_matrix_kernels
+    from barenet.blas import blas_has_small_matrix_kernels
 
     from .gemm import replay_training_gemms
 

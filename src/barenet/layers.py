@@ -15,47 +15,13 @@ The contract (every layer, activations included)::
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
-
 import numpy as np
 
+from .blas import ONE_BLAS_THREAD, SMALL_GEMM, row_block
 from .initializers import DEFAULT_FOR_FAMILY, get_initializer
 
 LAYER_REGISTRY: dict[str, type] = {}
 _ONES: dict = {}
-
-#: OpenBLAS, the BLAS inside NumPy's wheels, multiplies matrices with m*n*k <= 100^3 by single-threaded
-#: "small-matrix" kernels that skip its packing step (on AVX-512 cores). On the 122 -> 64 layer that is ~20 %
-#: faster per row: a (256, 122) x (122, 64) product takes ~46 us in one call and ~36 us as two calls of 128
-#: rows. So where the BLAS runs on one thread anyway and has those kernels (``fit`` on small layers declares it
-#: with ``single_thread_products``), Dense cuts a bigger batch into equal row blocks under this size, unless
-#: the blocks would be thin (< MIN_ROW_BLOCK rows). With two threads the one large call wins (it is split
-#: across the threads), and other BLAS libraries have no such kernels: one call there.
-SMALL_GEMM = 100**3
-MIN_ROW_BLOCK = 64
-_ONE_BLAS_THREAD = contextvars.ContextVar("barenet_one_blas_thread", default=False)
-
-
-@contextlib.contextmanager
-def single_thread_products():
-    """Declare that the BLAS runs on one thread inside this block, so Dense may use row blocks."""
-    token = _ONE_BLAS_THREAD.set(True)
-    try:
-        yield
-    finally:
-        _ONE_BLAS_THREAD.reset(token)
-
-
-def row_block(n_rows: int, d_in: int, d_out: int) -> int:
-    """Rows per block for an (n_rows, d_in) x (d_in, d_out) product: n_rows itself when one call is better."""
-    if n_rows * d_in * d_out <= SMALL_GEMM or not _ONE_BLAS_THREAD.get():
-        return n_rows
-    largest = SMALL_GEMM // (d_in * d_out)
-    if largest < MIN_ROW_BLOCK:
-        return n_rows
-    n_blocks = -(-n_rows // largest)
-    return -(-n_rows // n_blocks)  # equal blocks (129 rows: 65 + 64, not 128 + 1)
 
 
 def _ones(n: int, dtype) -> np.ndarray:
@@ -180,7 +146,7 @@ class Dense(Layer):
 
     def forward(self, x, *, training=False, rng=None):
         W = self.params["W"]
-        if len(x) * W.size <= SMALL_GEMM or not _ONE_BLAS_THREAD.get():
+        if len(x) * W.size <= SMALL_GEMM or not ONE_BLAS_THREAD.get():
             z = np.dot(x, W)  # x W  (np.dot: the same product as @, ~0.3 us less per call)
         else:  # the same product, row block by row block (see SMALL_GEMM)
             x = np.asarray(x)
@@ -195,7 +161,7 @@ class Dense(Layer):
         x = cache
         W, b = self.params["W"], self.params["b"]
         gW, gb = self.grads["W"], self.grads["b"]
-        if len(dz) * W.size <= SMALL_GEMM or not _ONE_BLAS_THREAD.get():
+        if len(dz) * W.size <= SMALL_GEMM or not ONE_BLAS_THREAD.get():
             np.matmul(x.T, dz, out=gW)  # dW = x^T dz
         else:  # the same sum over rows, one row block at a time (see SMALL_GEMM)
             n, block = len(dz), row_block(len(dz), *W.shape)

@@ -10,17 +10,15 @@ No model code lives here: the loop only calls ``model.forward``, ``model.loss.va
 """
 from __future__ import annotations
 
-import contextlib
-import functools
 import sys
 import time
 import warnings
 
 import numpy as np
 
+from .blas import fit_blas_threads
 from .callbacks import Callback, TerminateOnNaN, TrainingState
 from .history import History
-from .layers import single_thread_products
 from .losses import class_weight_array
 from .metrics import get_metric
 from .targets import TargetEncoder, infer_target_kind
@@ -87,7 +85,7 @@ def fit(model, X, y, *, epochs=10, batch_size=64, validation_data=None, validati
         model.history_ = History()
     start_epoch = len(model.history_)
     state = TrainingState(model=model, epochs=start_epoch + int(epochs), history=history, epoch=start_epoch)
-    with _blas_limit(model, blas_threads):
+    with fit_blas_threads(model, blas_threads):
         _run_epochs(model, X, Y, w, X_val, Y_val, state, callbacks, batch_size, shuffle, metrics, verbose)
     history.stop_reason = model.history_.stop_reason = state.stop_reason or "completed"
     return history
@@ -324,46 +322,3 @@ def _epoch_line(record, epochs):
     parts += [f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "time", "lr") and isinstance(v, float)]
     parts.append(f"({record['time']:.2f}s)")
     return "  ".join(parts)
-
-
-@contextlib.contextmanager
-def _blas_limit(model, blas_threads):
-    if blas_threads == "auto":
-        widths = [getattr(l, "units", 0) for l in model.layers] + [model.n_inputs or 0]
-        blas_threads = 1 if max(widths) <= 256 else None
-    if blas_threads is None:
-        yield
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=int(blas_threads), user_api="blas"):
-        if int(blas_threads) == 1 and blas_has_small_matrix_kernels():
-            with single_thread_products():  # Dense may now cut big batches into row blocks (layers.SMALL_GEMM)
-                yield
-        else:
-            yield
-
-
-#: OpenBLAS cores (as ``openblas_get_corename`` names them) with the small-matrix float32 GEMM kernels
-SMALL_MATRIX_CORES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
-
-
-@functools.lru_cache(maxsize=1)
-def blas_has_small_matrix_kernels() -> bool:
-    """Is NumPy's BLAS an OpenBLAS on a core with small-matrix kernels (the case ``layers.SMALL_GEMM`` measures)?
-
-    Elsewhere (MKL, Accelerate, OpenBLAS on other cores) row blocks would only add calls, so Dense keeps
-    one product per batch. Needs threadpoolctl to ask; without it the answer is no.
-    """
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return False
-    blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-    numpy_blas = [i for i in blas if "numpy" in str(i.get("filepath", ""))] or blas
-    return bool(numpy_blas) and all(i.get("internal_api") == "openblas"
-                                    and str(i.get("architecture", "")).lower() in SMALL_MATRIX_CORES
-                                    for i in numpy_blas)

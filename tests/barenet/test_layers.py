@@ -43,7 +43,7 @@ def test_dense_backward_formulas():
 
 
 def test_row_blocks_only_under_one_blas_thread_and_only_for_big_small_layers():
-    from barenet.layers import row_block, single_thread_products
+    from barenet.blas import row_block, single_thread_products
 
     assert row_block(256, 122, 64) == 256  # outside fit's one-thread block: one call (2 threads can share it)
     with single_thread_products():
@@ -57,7 +57,7 @@ def test_row_blocks_only_under_one_blas_thread_and_only_for_big_small_layers():
 
 def test_row_blocked_products_equal_the_single_product_and_pass_the_gradient_check(monkeypatch):
     from barenet import layers
-    from barenet.layers import single_thread_products
+    from barenet.blas import single_thread_products
 
     products = []
     real_dot = layers.np.dot

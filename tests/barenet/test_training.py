@@ -377,27 +377,27 @@ def test_training_predictions_are_taken_only_for_label_metrics(blobs, monkeypatc
 def test_fit_allows_row_blocks_only_on_one_thread_of_a_blas_with_small_matrix_kernels(
         blobs, monkeypatch, threads, kernels, expected):
     pytest.importorskip("threadpoolctl")
-    from barenet import layers, training
+    from barenet import blas
 
     class Flag(bn.Callback):
         seen = set()
 
         def on_batch_end(self, state):
-            self.seen.add(layers._ONE_BLAS_THREAD.get())
+            self.seen.add(blas.ONE_BLAS_THREAD.get())
 
-    monkeypatch.setattr(training, "blas_has_small_matrix_kernels", lambda: kernels)
+    monkeypatch.setattr(blas, "blas_has_small_matrix_kernels", lambda: kernels)
     X, y = blobs
     flag = Flag()
     _net(0).fit(X, y, epochs=1, blas_threads=threads, callbacks=[flag])
     assert flag.seen == {expected}
-    assert layers._ONE_BLAS_THREAD.get() is False  # reset after fit
+    assert blas.ONE_BLAS_THREAD.get() is False  # reset after fit
 
 
 def test_small_matrix_kernel_detection_reads_numpys_blas():
     pytest.importorskip("threadpoolctl")
     from threadpoolctl import threadpool_info
 
-    from barenet.training import SMALL_MATRIX_CORES, blas_has_small_matrix_kernels
+    from barenet.blas import SMALL_MATRIX_CORES, blas_has_small_matrix_kernels
 
     blas = [i for i in threadpool_info() if i.get("user_api") == "blas" and "numpy" in str(i.get("filepath", ""))]
     expected = bool(blas) and all(i.get("internal_api") == "openblas"
