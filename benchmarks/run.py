@@ -134,39 +134,33 @@ def _stats(values):
 
 
 def summarise(results: list[dict]) -> dict:
-    """Group raw worker results into {workload: {system: stats}}."""
+    """Group raw worker results into {workload: {system: stats}}, with barenet's paired ratio to each system."""
     rows: dict = {}
+    speed: dict = {}  # {workload: {system: {round: rows/s}}}: the worker spec's seed is the round
 
-    def add(task, system, key, value):
+    def add(task, system, key, value, seed=None):
         rows.setdefault(task, {}).setdefault(system, {}).setdefault(key, []).append(value)
+        if key == "rows_per_s" and seed is not None:
+            speed.setdefault(task, {}).setdefault(system, {})[seed] = value
 
     for r in results:
         spec = r["spec"]
         if spec["kind"] == "train":
             for key in ("rows_per_s", "seconds", "accuracy", "peak_rss_mib", "start_rss_mib"):
-                add(spec["task"], spec["system"], key, r[key])
+                add(spec["task"], spec["system"], key, r[key], spec["seed"])
             add(spec["task"], spec["system"], "growth_mib", r["peak_rss_mib"] - r["start_rss_mib"])
         elif spec["kind"] == "gemm":
             add(spec["task"], "gemm", "rows_per_s", r["rows_per_s"])
             add(spec["task"], "gemm", "seconds", r["seconds"])
         else:
             for name in ("batch1", "batch64", "bulk"):
-                add(name, spec["system"], "rows_per_s", r[name]["rows_per_s"])
+                add(name, spec["system"], "rows_per_s", r[name]["rows_per_s"], spec["seed"])
             add("bulk", spec["system"], "peak_rss_mib", r["bulk"]["peak_rss_mib"])
             add("bulk", spec["system"], "start_rss_mib", r["bulk"]["start_rss_mib"])
             add("bulk", spec["system"], "growth_mib", r["bulk"]["peak_rss_mib"] - r["bulk"]["start_rss_mib"])
     summary = {task: {s: {k: _stats(v) for k, v in d.items()} for s, d in systems.items()}
                for task, systems in rows.items()}
-    # paired ratios: barenet over each other system, round by round (the worker spec's seed is the round)
-    speed: dict = {}
-    for r in results:
-        spec = r["spec"]
-        if spec["kind"] == "train":
-            speed.setdefault(spec["task"], {}).setdefault(spec["system"], {})[spec["seed"]] = r["rows_per_s"]
-        elif spec["kind"] == "infer":
-            for name in ("batch1", "batch64", "bulk"):
-                speed.setdefault(name, {}).setdefault(spec["system"], {})[spec["seed"]] = r[name]["rows_per_s"]
-    for task, systems in speed.items():
+    for task, systems in speed.items():  # paired ratios: barenet over each other system, round by round
         ours = systems.get("barenet", {})
         for system, theirs in systems.items():
             rounds = sorted(set(ours) & set(theirs))

@@ -32,8 +32,9 @@ import time
 
 import numpy as np
 
-from nids_triage import TrainConfig, TriageModel, labels_for_task, load_nsl_kdd
+from nids_triage import TrainConfig, TriageModel, load_nsl_kdd
 from nids_triage.model import training_split
+from nids_triage.policy import cap_to_budget
 
 FALSE_ALARM = 0.02  # as the tool's novelty threshold: 2 % of validation flows exceed it
 RADIUS_SQ = 0.05  # squared distance in standardised feature space: near-identical flows
@@ -80,13 +81,7 @@ def auroc(score, positive):
 def auto_accuracy(risk, correct, hard, budget):
     """Accuracy of the auto-decided flows under the tool's rule (``DeferralPolicy.decide``): flows with risk > 1
     are deferred, at most ceil(budget * n) of them (the riskiest), and flows with a hard reason on top."""
-    learned = (risk > 1.0) & ~hard
-    allowed = int(np.ceil(budget * len(risk) - 1e-9))
-    if learned.sum() > allowed:
-        idx = np.flatnonzero(learned)
-        learned = np.zeros(len(risk), bool)
-        learned[idx[np.argsort(-risk[idx], kind="stable")[:allowed]]] = True
-    deferred = learned | hard
+    deferred = cap_to_budget((risk > 1.0) & ~hard, risk, budget) | hard
     return float(correct[~deferred].mean())
 
 

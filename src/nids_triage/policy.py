@@ -111,7 +111,7 @@ class DeferralPolicy:
         risk[invalid] = np.inf  # an invalid row has no meaningful score
         learned = (risk > 1.0) & ~invalid & ~unseen
         if self.review_budget is not None:
-            learned = self._cap(learned, risk, n)
+            learned = cap_to_budget(learned, risk, self.review_budget)
         hard = invalid | unseen
         reasons = [[] for _ in range(n)]
         for mask, name in ((invalid, "invalid_value"), (unseen & ~invalid, "unseen_category"),
@@ -123,17 +123,6 @@ class DeferralPolicy:
             for i in np.flatnonzero(learned & (np.asarray(disagreement) > self.disagreement_threshold)):
                 reasons[i].append("disagreement")
         return hard | learned, reasons, risk
-
-    def _cap(self, learned, risk, n):
-        """Keep only the budget's worth (rounded up) of the riskiest learned deferrals in this run."""
-        allowed = int(np.ceil(self.review_budget * n - 1e-9))
-        if learned.sum() <= allowed:
-            return learned
-        idx = np.flatnonzero(learned)
-        keep = idx[np.argsort(-risk[idx], kind="stable")[:allowed]]
-        capped = np.zeros(n, dtype=bool)
-        capped[keep] = True
-        return capped
 
     # -- persistence ----------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -147,3 +136,16 @@ class DeferralPolicy:
                 disagreement_threshold=d.get("disagreement_threshold", 0.2))
         p.confidence_threshold, p.novelty_threshold = d["confidence_threshold"], d["novelty_threshold"]
         return p
+
+
+def cap_to_budget(learned: np.ndarray, risk: np.ndarray, budget: float) -> np.ndarray:
+    """Keep only the budget's worth (ceil(budget * n)) of the riskiest ``learned`` deferrals of a run."""
+    n = len(learned)
+    allowed = int(np.ceil(budget * n - 1e-9))
+    if learned.sum() <= allowed:
+        return learned
+    idx = np.flatnonzero(learned)
+    keep = idx[np.argsort(-risk[idx], kind="stable")[:allowed]]
+    capped = np.zeros(n, dtype=bool)
+    capped[keep] = True
+    return capped
