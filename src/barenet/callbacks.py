@@ -29,10 +29,27 @@ class TrainingState:
     stop_training: bool = False
     stop_reason: str | None = None
     last_good_params: np.ndarray | None = None  # flat copy from the end of the last finite epoch
+    last_good_optimizer: dict | None = None  # the optimizer's state_dict() at that moment
+    last_good_rng: dict | None = None  # the model's generator state at that moment
 
     def stop(self, reason: str) -> None:
         self.stop_training = True
         self.stop_reason = self.stop_reason or reason
+
+    def remember_good(self) -> None:
+        """Snapshot weights, optimizer state (moments, step count) and generator: a point to roll back to."""
+        self.last_good_params = self.model.flat_params.copy()
+        self.last_good_optimizer = self.model.optimizer.state_dict()
+        self.last_good_rng = self.model.rng.bit_generator.state
+
+    def roll_back(self) -> None:
+        """Put the model back exactly as it was at the last snapshot: a later ``fit`` then continues as if the
+        failed or interrupted epoch had never started (the same shuffles, masks and Adam steps)."""
+        if self.last_good_params is None:
+            return
+        self.model.flat_params[...] = self.last_good_params
+        self.model.optimizer.load_state_dict(self.last_good_optimizer)
+        self.model.rng.bit_generator.state = self.last_good_rng
 
 
 class Callback:
@@ -163,16 +180,13 @@ class LearningRateScheduler(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stop at the first NaN/Inf batch loss and put back the weights of the last epoch with a finite loss."""
+    """Stop at the first NaN/Inf batch loss and roll the model back (weights, optimizer state, generator) to
+    the start of that epoch, the end of the last one with a finite loss."""
 
     def on_batch_end(self, state):
         if not math.isfinite(state.batch_loss):
             state.stop("non_finite")
-            if state.last_good_params is not None:
-                state.model.flat_params[...] = state.last_good_params
-            opt = state.model.optimizer
-            if any(not np.isfinite(buf).all() for buf in opt.state.values()):
-                opt.state = {}  # moments poisoned by the NaN step would break any later training: start afresh
+            state.roll_back()  # weights and the optimizer's moments (poisoned by the NaN step) both
             warnings.warn(
                 f"loss became {state.batch_loss} at epoch {state.epoch + 1}, batch {state.batch + 1}; training "
                 "stopped and the weights from the last epoch with a finite loss were kept. Try a smaller "

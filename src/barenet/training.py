@@ -37,6 +37,8 @@ def fit(model, X, y, *, epochs=10, batch_size=64, validation_data=None, validati
     * ``verbose``: 0 silent; 1 a progress bar when stderr is a terminal; 2 one line per epoch.
     * ``blas_threads``: "auto" trains small layers (<= 256 wide) on one BLAS thread (faster and immune to
       a busy machine), an int sets it, None leaves the BLAS default.
+    Ctrl-C or a non-finite loss rolls the model back to the end of its last good epoch: weights, optimizer
+    moments and step count, and random generator, so a later ``fit`` continues exactly from there.
     Returns the History of this call; ``model.history_`` accumulates over calls.
     """
     if int(epochs) != epochs or epochs < 0:
@@ -100,7 +102,7 @@ def _run_epochs(model, X, Y, w, X_val, Y_val, state, callbacks, batch_size, shuf
             state.epoch = epoch
             if state.last_good_params is None or np.isfinite(model.flat_params).all():
                 # never take non-finite weights (a step late in the previous epoch can overflow) as "good"
-                state.last_good_params = model.flat_params.copy()
+                state.remember_good()
             for c in callbacks:
                 c.on_epoch_begin(state)
             tic = time.perf_counter()
@@ -124,9 +126,10 @@ def _run_epochs(model, X, Y, w, X_val, Y_val, state, callbacks, batch_size, shuf
                 break
     except KeyboardInterrupt:
         # the interrupt may land mid-update: roll back to the last completed epoch so the model is consistent
-        model.flat_params[...] = state.last_good_params
+        state.roll_back()
         state.stop("interrupted")
-        warnings.warn("training interrupted (Ctrl-C); the model keeps the weights of the last completed epoch",
+        warnings.warn("training interrupted (Ctrl-C); the model (weights, optimizer state, generator) is back at "
+                      "the end of the last completed epoch",
                       RuntimeWarning, stacklevel=3)
     finally:
         for c in callbacks:

@@ -279,6 +279,28 @@ def test_keyboard_interrupt_keeps_the_last_completed_epoch(blobs):
     np.testing.assert_array_equal(net.flat_params, snaps.weights[1])
 
 
+def test_fit_after_an_interrupt_continues_as_if_the_epoch_never_started(blobs):
+    # the roll-back covers the optimizer's moments and step count and the model's generator, not only the
+    # weights: interrupted at epoch 3 and fitted again, the model ends bit-identical to one never interrupted
+    X, y = blobs
+
+    class CtrlC(bn.Callback):
+        def on_batch_end(self, state):
+            if state.epoch == 2 and state.batch == 3:
+                raise KeyboardInterrupt
+
+    straight = _net(0, dropout=0.3)
+    straight.fit(X, y, epochs=4, batch_size=16)
+    resumed = _net(0, dropout=0.3)
+    with pytest.warns(RuntimeWarning, match="training interrupted"):
+        resumed.fit(X, y, epochs=4, batch_size=16, callbacks=[CtrlC()])
+    assert resumed.optimizer.step_count == straight.optimizer.step_count // 2
+    resumed.fit(X, y, epochs=2, batch_size=16)
+    np.testing.assert_array_equal(resumed.flat_params, straight.flat_params)
+    for name, buf in straight.optimizer.state.items():
+        np.testing.assert_array_equal(resumed.optimizer.state[name], buf)
+
+
 @pytest.mark.parametrize("batch_size", [1, 7, 64])
 def test_predict_and_evaluate_in_batches_equal_one_batch(blobs, batch_size):
     X, y = blobs
