@@ -55,3 +55,23 @@ def test_neighbour_stats_match_a_direct_computation():
     np.testing.assert_allclose(nearest, d.min(axis=1), atol=1e-9)
     np.testing.assert_allclose(nearest_same, d[:, ref_labels == "a"].min(axis=1), atol=1e-9)
     np.testing.assert_array_equal(within, (d <= 0.5).sum(axis=1))
+
+
+def test_adapt_priors_recovers_a_shifted_prior():
+    # two classes, calibrated posteriors from known likelihoods: validation has priors (0.5, 0.5), the run
+    # (0.9, 0.1). EM on the run's posteriors alone must find 0.9 / 0.1 and move the posteriors with it.
+    ts = _module()
+    rng = np.random.default_rng(0)
+
+    def posteriors(n, prior):
+        y = (rng.random(n) >= prior[0]).astype(int)
+        x = rng.normal(np.where(y == 0, -1.0, 1.0), 1.0)
+        like = np.stack([np.exp(-(x + 1) ** 2 / 2), np.exp(-(x - 1) ** 2 / 2)], axis=1)
+        return like / like.sum(axis=1, keepdims=True), y  # the posterior under equal priors
+
+    p_val, _ = posteriors(20_000, (0.5, 0.5))
+    p_run, y_run = posteriors(20_000, (0.9, 0.1))
+    q, pi = ts.adapt_priors(p_run, p_val)
+    assert abs(pi[0] - 0.9) < 0.02
+    np.testing.assert_allclose(q.sum(axis=1), 1.0)
+    assert (q.argmax(axis=1) == y_run).mean() > (p_run.argmax(axis=1) == y_run).mean()

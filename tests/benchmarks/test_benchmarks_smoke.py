@@ -86,3 +86,29 @@ def test_ratios_are_paired_round_by_round(monkeypatch):
                train("barenet", 2, 750.0), train("torch-foreach", 2, 125.0)]
     ratio = summarise(results)["nsl_b64"]["torch-foreach"]["barenet_ratio"]
     assert ratio["median"] == 5.0 and ratio["min"] == 5.0 and ratio["max"] == 6.0 and ratio["n"] == 3
+
+
+@pytest.mark.skipif(importlib.util.find_spec("threadpoolctl") is None, reason="the inline step needs threadpoolctl")
+def test_inline_step_computes_barenets_step(monkeypatch, capsys):
+    # the "NumPy floor" is only a floor if it does the same arithmetic: same weights after a few steps
+    monkeypatch.syspath_prepend(str(REPO))
+    import numpy as np
+
+    import barenet as bn
+    from benchmarks.inline_step import inline_step_for, main
+
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((16, 7), dtype=np.float32), np.arange(16) % 3
+    nets = [bn.build_mlp(7, (5, 4), 3, seed=2) for _ in range(2)]
+    for net in nets:
+        net.fit(X, y, epochs=0)
+    step = inline_step_for(nets[1], X, y)
+    for _ in range(4):
+        nets[0].loss_and_gradients(X, y)
+        nets[0].optimizer.step(nets[0].flat_params, nets[0].flat_grads)
+        step()
+    np.testing.assert_allclose(nets[1].flat_params, nets[0].flat_params, rtol=1e-5, atol=1e-7)
+    assert not np.array_equal(nets[1].flat_params, bn.build_mlp(7, (5, 4), 3, seed=2).build(7).flat_params)
+
+    main(["--batch-size", "8", "--hidden", "4", "--inputs", "6", "--classes", "3", "--rounds", "1", "--steps", "3"])
+    assert "barenet / inline" in capsys.readouterr().out
