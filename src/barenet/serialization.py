@@ -135,6 +135,13 @@ def _open(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no model file at {path}")
+    if os.path.isdir(path):
+        raise ModelFileError(f"{path}: a directory, not a barenet model file")
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    if not head.startswith((b"PK", b"\x93NUMPY")):  # neither a zip archive (.npz) nor a bare .npy array
+        raise ModelFileError(f"{path}: not a barenet model file (a model file is an .npz zip archive; this "
+                             f"one starts with {head!r})")
     try:
         archive = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:

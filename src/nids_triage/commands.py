@@ -21,6 +21,8 @@ from .scoring import review_items, score_file, scored_csv_text
 
 # ------------------------------------------------------------------------------------------ shared
 def load_model(path) -> TriageModel:
+    if Path(path).is_dir():
+        raise CliError(f"{path}: a directory, not a model file")
     if not Path(path).is_file():
         raise CliError(f"{path}: no such model file")
     return TriageModel.load(path)
@@ -124,6 +126,8 @@ def evaluate(args) -> int:
         table, split = load_nsl_kdd(args.split, data_dir=args.data_dir, download=not args.no_download), args.split
     if table.attack is None:
         raise CliError(f"{table.source}: evaluation needs an attack label column")
+    if len(table) == 0:
+        raise CliError(f"{table.source}: no flows to evaluate")
     metrics = evaluate_model(model, table, split, model_path=args.model, mc_samples=args.mc_samples)
     if args.json:
         write_json(args.json, metrics)
@@ -148,8 +152,8 @@ def evaluate_model(model, table, split, *, model_path=None, mc_samples=0) -> dic
 
 def metrics_summary(m) -> str:
     u = m["unseen_attacks"]
-    lines = [f"{m['task']} task on {m['split']}: {m['n_flows']:,} flows",
-             f"  accuracy {pct(m['accuracy'])}   macro-F1 {m['macro_f1']:.4f}   ECE {m['ece'] or 0:.4f}",
+    lines = [f"{m['task']} task on {m['split']}: {m['n_flows']:,} flow{'s' * (m['n_flows'] != 1)}",
+             f"  accuracy {pct(m['accuracy'])}   macro-F1 {_fmt4(m['macro_f1'])}   ECE {_fmt4(m['ece'])}",
              f"  sent to review {pct(m['review_share'])}   auto-decided accuracy {pct(m['auto_accuracy'])}   "
              f"model's accuracy on reviewed flows {pct(m['review_accuracy'])}",
              "  reasons: " + ", ".join(f"{k} {v:,}" for k, v in m["reasons"].items() if v)]
@@ -166,7 +170,7 @@ def score(args) -> int:
     table, scored, added = score_to_queue(model, args.flows, out, None if args.no_queue else queue_path(args),
                                                 on_bad_row=args.on_bad_row, mc_samples=args.mc_samples)
     n, k = len(scored), int(scored.needs_review.sum())
-    print(f"scored {n:,} flows ({int(table.bad.sum()):,} malformed rows): {k:,} need review "
+    print(f"scored {n:,} flow{'s' * (n != 1)} ({int(table.bad.sum()):,} malformed rows): {k:,} need review "
           f"({100 * k / max(n, 1):.2f} %); wrote {out}")
     if added is not None:
         print(f"queued {added:,} new flows in {queue_path(args)} ({k - added:,} were already queued)")

@@ -172,8 +172,9 @@ def _not_found_message(stem, failures) -> str:
     return (
         f"NSL-KDD file {stem} not found. Places tried:\n{places}\n"
         f"To provide it: put {stem}.txt or {stem}.txt.gz in a folder and pass "
-        "data_dir=<folder>, or set BARENET_DATA to a folder holding nsl-kdd/, "
-        "or allow download=True with network access. Files must match the pinned "
+        "data_dir=<folder> (command line: --data-dir <folder>), or set BARENET_DATA to a folder holding "
+        "nsl-kdd/, or allow the download (download=True; command line: without --no-download) with network "
+        "access. Files must match the pinned "
         "SHA-256 (see nids_triage.datasets.SHA256); origin: "
         "https://www.unb.ca/cic/datasets/nsl.html"
     )

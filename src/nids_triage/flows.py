@@ -12,6 +12,7 @@ import array
 import csv
 import gzip
 import itertools
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,9 +95,13 @@ def read_flow_csv(path, columns=FEATURE_COLUMNS, *, categorical=CATEGORICAL,
         raise ValueError(f"on_bad_row must be 'error' or 'review', not {on_bad_row!r}")
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
-        return _parse_rows(fh, str(path), tuple(columns), tuple(categorical),
-                           has_header, on_bad_row, keep_raw)
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
+            return _parse_rows(fh, str(path), tuple(columns), tuple(categorical),
+                               has_header, on_bad_row, keep_raw)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # decompression fails mid-read: nothing is trusted
+        raise FlowFileError(f"{path}: cannot decompress ({exc}): the file is truncated or not gzip data",
+                            path=str(path), reason="malformed_gzip") from None
 
 
 @dataclass
@@ -186,6 +191,7 @@ def _records(fh, source):
     """Yield (1-based line, fields) for each non-blank CSV record."""
     reader = csv.reader(fh)
     while True:
+        start = reader.line_num + 1  # the line this record starts on
         try:
             fields = next(reader)
         except StopIteration:
@@ -193,6 +199,11 @@ def _records(fh, source):
         except csv.Error as exc:  # broken quoting or an oversized field: rows after it are unreliable
             raise FlowFileError(f"{source}: line {reader.line_num}: malformed CSV ({exc})",
                                 path=source, line=reader.line_num, reason="malformed_csv") from None
+        if reader.line_num != start and any("\n" in f or "\r" in f for f in fields):
+            # legal CSV, but no flow field holds a line break: an unterminated quote swallowed the lines after it
+            raise FlowFileError(f"{source}: line {start}: malformed CSV (a quoted field runs on to line "
+                                f"{reader.line_num}: unterminated quote?)",
+                                path=source, line=start, reason="malformed_csv")
         # Skip only truly blank lines; a row of empty fields is a row (and is bad).
         if fields and (len(fields) > 1 or fields[0].strip()):
             yield reader.line_num, fields
@@ -225,7 +236,7 @@ def _positional_layout(n, columns, categorical, source, line) -> _Layout:
     k = len(columns)
     if n not in (k, k + 1, k + 2):
         raise FlowFileError(
-            f"{source}: line {line}, column None: expected {k}, {k + 1} or {k + 2} fields "
+            f"{source}: line {line}: expected {k}, {k + 1} or {k + 2} fields "
             f"(features, then optional attack label and difficulty), got {n}",
             path=source, line=line, reason="field_count")
     names = list(columns) + [LABEL_COLUMN, DIFFICULTY_COLUMN][: n - k]

@@ -242,6 +242,10 @@ class TriageModel:
     # ------------------------------------------------------------------------------------------
     def score(self, table, *, mc_samples: int = 0, batch_size: int | None = None) -> ScoredFlows:
         """Predict every flow and decide which need a person; never drops a row."""
+        if len(table) == 0:  # an empty capture is a normal event: an empty result, not an error
+            k = len(self.classes)
+            return ScoredFlows(np.array([], dtype=str), np.array([]), np.zeros((0, k)), list(self.classes),
+                               np.zeros(0, dtype=bool), [], np.array([]), np.array([]))
         encoded = self.encoder.transform(table)
         invalid = encoded.invalid_value | table.bad
         logits = self.logits(encoded.X, batch_size=batch_size)

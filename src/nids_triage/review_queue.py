@@ -113,10 +113,14 @@ class ReviewQueue:
         # exactly one transaction and nothing is left open implicitly.
         self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.executescript(_SCHEMA)
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:  # e.g. a CSV passed as --queue: say which file
+            self._conn.close()
+            raise sqlite3.DatabaseError(f"{self.path}: not a review queue ({exc})") from None
 
     def close(self) -> None:
         self._conn.close()

@@ -186,8 +186,19 @@ def test_a_truncated_file_gives_a_clear_error(saved, tmp_path, keep):
 def test_not_a_model_file(tmp_path):
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"hello, I am not a zip archive")
+    with pytest.raises(bn.ModelFileError, match=r"not a barenet model file \(a model file is an .npz zip archive"):
+        bn.load(junk)  # numpy's own message here would suggest allow_pickle=True: never ours
+    text = tmp_path / "flows.csv"
+    text.write_text("0,tcp,http,SF,181,5450\n")
+    with pytest.raises(bn.ModelFileError, match="starts with b'0,tcp,'"):
+        bn.load(text)
+    with pytest.raises(bn.ModelFileError, match="a directory, not a barenet model file"):
+        bn.load(tmp_path)
+    cut = tmp_path / "cut.npz"
+    np.savez(cut, a=np.zeros(1000))
+    cut.write_bytes(cut.read_bytes()[:300])
     with pytest.raises(bn.ModelFileError, match="not a readable barenet model file"):
-        bn.load(junk)
+        bn.load(cut)  # a zip's start, its directory cut off
     plain = tmp_path / "plain.npz"
     np.savez(plain, a=np.zeros(3))
     with pytest.raises(bn.ModelFileError, match="no manifest; this is not a barenet model file"):

@@ -196,3 +196,59 @@ def test_usage_errors(work, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--review-budget", "0.1", "--target-accuracy", "0.9"])
     assert exc.value.code == 2
+
+
+def test_empty_flow_files_score_to_an_empty_output_and_cannot_be_evaluated(work, capsys):
+    header_only = work / "header_only.csv"
+    header_only.write_text(",".join(FEATURE_COLUMNS) + "\n")
+    blank = work / "blank.csv"
+    blank.write_text("\n\n")
+    for flows in (header_only, blank):
+        out = work / (flows.stem + ".scored.csv")
+        code, text, err = run(capsys, "score", flows, "--model", work / "model.npz", "--out", out, "--no-queue")
+        assert code == 0, err
+        assert "scored 0 flows" in text and len(out.read_text().splitlines()) == 1  # the header alone
+    labelled = work / "empty_labelled.csv"
+    labelled.write_text(",".join(FEATURE_COLUMNS + ("attack",)) + "\n")
+    code, _, err = run(capsys, "evaluate", "--model", work / "model.npz", "--file", labelled)
+    assert code == 2 and "empty_labelled.csv: no flows to evaluate" in err
+
+
+def test_evaluate_on_only_invalid_rows_reports_n_a(work, capsys):
+    line = nsl_lines("KDDTest+", 1)[0].split(",")
+    line[4] = "nan"
+    flows = work / "all_invalid.csv"
+    flows.write_text(",".join(line) + "\n")
+    code, text, err = run(capsys, "evaluate", "--model", work / "model.npz", "--file", flows)
+    assert code == 0, err
+    assert "all_invalid.csv: 1 flow\n" in text and "macro-F1 n/a" in text and "invalid_value 1" in text
+
+
+def test_unreadable_inputs_exit_2_naming_the_file(work, capsys):
+    truncated = work / "truncated.csv.gz"
+    truncated.write_bytes(gzip.compress((work / "flows.csv").read_bytes())[:400])
+    not_gzip = work / "plain.csv.gz"
+    not_gzip.write_text((work / "flows.csv").read_text())
+    for flows in (truncated, not_gzip):
+        code, _, err = run(capsys, "score", flows, "--model", work / "model.npz", "--no-queue",
+                           "--out", work / "x.scored.csv")
+        assert code == 2 and flows.name in err and "cannot decompress" in err
+    code, _, err = run(capsys, "score", work / "flows.csv", "--model", work / "model.npz",
+                       "--queue", work / "flows.csv", "--out", work / "x.scored.csv")
+    assert code == 2 and "flows.csv: not a review queue" in err
+    for model in (work / "flows.csv", work):
+        code, _, err = run(capsys, "score", work / "flows.csv", "--model", model, "--no-queue",
+                           "--out", work / "x.scored.csv")
+        assert code == 2 and "not a" in err and "allow_pickle" not in err
+
+
+@pytest.mark.parametrize("mode", ["error", "review"])
+def test_an_unterminated_quote_stops_at_the_line_that_opened_it(work, capsys, mode):
+    lines = (work / "flows.csv").read_text().splitlines()[:6]
+    lines[2] = lines[2].replace(",tcp,", ',"tcp,', 1)  # line 3 opens a quote that never closes
+    flows = work / "quote.csv"
+    flows.write_text("\n".join(lines) + "\n")
+    code, _, err = run(capsys, "score", flows, "--model", work / "model.npz", "--no-queue",
+                       "--on-bad-row", mode, "--out", work / "quote.scored.csv")
+    assert code == 2 and "quote.csv: line 3: malformed CSV" in err and "unterminated quote" in err
+    assert not (work / "quote.scored.csv").exists()
