@@ -173,7 +173,8 @@ def score(args) -> int:
     print(f"scored {n:,} flow{'s' * (n != 1)} ({int(table.bad.sum()):,} malformed rows): {k:,} need review "
           f"({100 * k / max(n, 1):.2f} %); wrote {out}")
     if added is not None:
-        print(f"queued {added:,} new flows in {queue_path(args)} ({k - added:,} were already queued)")
+        print(f"queued {added:,} new flows in {queue_path(args)} ({k - added:,} were already queued: identical "
+              "flows share one item, which records each file and line it was seen at)")
     return 0
 
 
@@ -212,11 +213,12 @@ def review(args) -> int:
 
 def _review_list(q, args) -> int:
     items = q.list(status=args.status, limit=args.limit, offset=args.offset)
-    print(f"{'id':>6}  {'status':<9}  {'predicted':<12}  {'conf':>6}  {'verdict':<12}  reasons   (source:line)")
+    print(f"{'id':>6}  {'status':<9}  {'predicted':<12}  {'conf':>6}  {'seen':>5}  {'verdict':<12}  reasons   "
+          "(first source:line)")
     for it in items:
         conf = "" if it.confidence is None else f"{it.confidence:.3f}"
-        print(f"{it.id:>6}  {it.status:<9}  {it.predicted_label or '-':<12}  {conf:>6}  {it.verdict or '':<12}  "
-              f"{','.join(it.reasons)}   ({Path(it.source_file or '-').name}:{it.line})")
+        print(f"{it.id:>6}  {it.status:<9}  {it.predicted_label or '-':<12}  {conf:>6}  {it.sightings:>5}  "
+              f"{it.verdict or '':<12}  {','.join(it.reasons)}   ({Path(it.source_file or '-').name}:{it.line})")
     counts = q.counts()
     print(f"-- {len(items)} shown; queue: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
@@ -224,7 +226,7 @@ def _review_list(q, args) -> int:
 
 def _review_show(q, args) -> int:
     item = q.get(args.id)
-    print(json.dumps({**item.to_dict(), "history": q.history(args.id)}, indent=2))
+    print(json.dumps({**item.to_dict(), "history": q.history(args.id), "seen_at": q.sightings(args.id)}, indent=2))
     return 0
 
 

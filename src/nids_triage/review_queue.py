@@ -8,7 +8,11 @@ Storage is one SQLite file (stdlib sqlite3):
   UNIQUE constraint, so scoring the same file twice queues nothing twice;
 * every change of an item is recorded in ``history``, which triggers make
   append-only (UPDATE or DELETE aborts), and items themselves cannot be
-  deleted, so the audit trail cannot be rewritten through this database.
+  deleted, so the audit trail cannot be rewritten through this database;
+* every place a deferred flow was seen (file, line) is a row of ``sightings``
+  (append-only too): identical flows share one item, and the analyst sees how
+  many times and where it recurred. Scoring the same file again records nothing
+  new, as the key is (item, file, line).
 
 Item lifecycle: new -> in_review (``start``) -> closed (``label``, with a verdict).
 """
@@ -64,7 +68,25 @@ CREATE TRIGGER IF NOT EXISTS history_no_delete BEFORE DELETE ON history
 BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS items_no_delete BEFORE DELETE ON items
 BEGIN SELECT RAISE(ABORT, 'review items cannot be deleted'); END;
+CREATE TABLE IF NOT EXISTS sightings (
+    item_id     INTEGER NOT NULL REFERENCES items (id),
+    source_file TEXT NOT NULL,              -- '' when the caller gave none
+    line        INTEGER NOT NULL,           -- -1 when the caller gave none
+    seen_at     TEXT NOT NULL,
+    PRIMARY KEY (item_id, source_file, line)
+);
+CREATE TRIGGER IF NOT EXISTS sightings_no_update BEFORE UPDATE ON sightings
+BEGIN SELECT RAISE(ABORT, 'sightings are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS sightings_no_delete BEFORE DELETE ON sightings
+BEGIN SELECT RAISE(ABORT, 'sightings are append-only'); END;
 """
+
+#: ``PRAGMA user_version`` of a queue this code wrote. 0: before sightings (its items get their first sighting,
+#: the file and line they were added from, when it is first opened here).
+SCHEMA_VERSION = 1
+
+_SELECT_ITEMS = ("SELECT items.*, (SELECT count(*) FROM sightings WHERE sightings.item_id = items.id) AS sightings "
+                 "FROM items")
 
 
 class ReviewStateError(ValueError):
@@ -87,6 +109,7 @@ class ReviewItem:
     analyst_note: str | None
     created_at: str
     updated_at: str
+    sightings: int = 1  # how many (file, line) places this flow was deferred at
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,9 +141,19 @@ class ReviewQueue:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.executescript(_SCHEMA)
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:  # e.g. a CSV passed as --queue: say which file
             self._conn.close()
             raise sqlite3.DatabaseError(f"{self.path}: not a review queue ({exc})") from None
+        if version > SCHEMA_VERSION:
+            self._conn.close()
+            raise sqlite3.DatabaseError(f"{self.path}: review queue version {version} is newer than this "
+                                        f"nids-triage understands ({SCHEMA_VERSION})")
+        if version < 1:
+            with self._transaction() as conn:  # a queue from before sightings: each item was seen where it was added
+                conn.execute("INSERT OR IGNORE INTO sightings (item_id, source_file, line, seen_at) "
+                             "SELECT id, COALESCE(source_file, ''), COALESCE(line, -1), created_at FROM items")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._conn.close()
@@ -151,20 +184,26 @@ class ReviewQueue:
         Each item is a mapping with "model_id" and "features" (the raw row: a list
         or dict of the original text fields, JSON-serialisable, no NaN floats) and
         optionally "source_file", "line", "predicted_label", "confidence" (0..1)
-        and "reasons" (list of str). Items already queued are ignored.
+        and "reasons" (list of str). A flow already queued is not queued again;
+        its (source_file, line) is recorded as one more sighting if it is new.
         """
         rows = [_item_row(i, item) for i, item in enumerate(items)]  # validate before writing
         now = _now()
         added = 0
         with self._transaction() as conn:
             for row in rows:
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO items (flow_key, model_id, source_file, line, "
-                    "predicted_label, confidence, reasons, features, status, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?)", (*row, now, now))
-                if cur.rowcount == 1:
+                known = conn.execute("SELECT id FROM items WHERE flow_key = ?", (row[0],)).fetchone()
+                if known is None:  # looked up first: an ignored INSERT would still use up an AUTOINCREMENT id
+                    item_id = conn.execute(
+                        "INSERT INTO items (flow_key, model_id, source_file, line, predicted_label, confidence, "
+                        "reasons, features, status, created_at, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?)", (*row, now, now)).lastrowid
                     added += 1
-                    _log(conn, cur.lastrowid, now, "added", None, "new", None, None)
+                    _log(conn, item_id, now, "added", None, "new", None, None)
+                else:
+                    item_id = known[0]
+                conn.execute("INSERT OR IGNORE INTO sightings (item_id, source_file, line, seen_at) "
+                             "VALUES (?, COALESCE(?, ''), COALESCE(?, -1), ?)", (item_id, row[2], row[3], now))
         return added
 
     def start(self, item_id: int, note=None) -> ReviewItem:
@@ -199,17 +238,24 @@ class ReviewQueue:
     # ------------------------------------------------------------- reading ---
 
     def get(self, item_id: int) -> ReviewItem:
-        row = self._conn.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
+        row = self._conn.execute(f"{_SELECT_ITEMS} WHERE id = ?", (item_id,)).fetchone()
         if row is None:
             raise KeyError(f"no review item with id {item_id}")
         return _to_item(row)
+
+    def sightings(self, item_id: int) -> list:
+        """Where the item's flow was deferred, oldest first: dicts with source_file, line, seen_at."""
+        rows = self._conn.execute(
+            "SELECT source_file, line, seen_at FROM sightings WHERE item_id = ? ORDER BY rowid",
+            (item_id,)).fetchall()
+        return [dict(r) for r in rows]
 
     def list(self, status=None, limit=100, offset=0) -> list:
         """Items in queue order (oldest first), optionally of one status."""
         if status is not None and status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
         rows = self._conn.execute(
-            "SELECT * FROM items WHERE (? IS NULL OR status = ?) ORDER BY id LIMIT ? OFFSET ?",
+            f"{_SELECT_ITEMS} WHERE (? IS NULL OR status = ?) ORDER BY id LIMIT ? OFFSET ?",
             (status, status, int(limit), int(offset))).fetchall()
         return [_to_item(r) for r in rows]
 
@@ -235,18 +281,20 @@ class ReviewQueue:
         return [{**dict(r), "features": json.loads(r["features"])} for r in rows]
 
     def export_jsonl(self, path_or_file) -> int:
-        """Write every item, with its history, as one JSON object per line.
+        """Write every item, with its history and sightings (``seen_at``), as one JSON object per line.
 
         A path is written atomically; a text file object is written to as is.
         Returns the number of items written.
         """
         with self._transaction("DEFERRED") as conn:  # one consistent snapshot
-            items = [_to_item(r) for r in conn.execute("SELECT * FROM items ORDER BY id")]
-            history = {}
+            items = [_to_item(r) for r in conn.execute(f"{_SELECT_ITEMS} ORDER BY id")]
+            history, seen = {}, {}
             for r in conn.execute("SELECT * FROM history ORDER BY id"):
                 history.setdefault(r["item_id"], []).append(dict(r))
-        text = "".join(json.dumps({**item.to_dict(), "history": history.get(item.id, [])},
-                                  sort_keys=True) + "\n" for item in items)
+            for r in conn.execute("SELECT * FROM sightings ORDER BY rowid"):
+                seen.setdefault(r["item_id"], []).append({k: r[k] for k in ("source_file", "line", "seen_at")})
+        text = "".join(json.dumps({**item.to_dict(), "history": history.get(item.id, []),
+                                   "seen_at": seen.get(item.id, [])}, sort_keys=True) + "\n" for item in items)
         if hasattr(path_or_file, "write"):
             path_or_file.write(text)
         else:
