@@ -19,6 +19,7 @@ import copy
 import numpy as np
 
 from .layers import Layer
+from .validation import check_consistent_length, check_features, check_sample_weight
 
 
 def _relative_error(analytic, numeric):
@@ -69,13 +70,23 @@ def check_gradients(target, X, y=None, *, loss=None, sample_weight=None, eps=1e-
     Dropout masks are made repeatable by resetting the generator to the same state before each evaluation.
     """
     rng = np.random.default_rng(seed)
-    X = np.array(X, dtype=np.float64)
     if isinstance(target, Layer):
+        X = np.array(check_features(X, dtype=np.float64), copy=True)  # ours: perturbed in place
         return _check_layer(target, X, eps, directions, rng, input_grad)
+    if not getattr(target, "built", False):
+        raise ValueError("build or fit the network before checking its gradients")
+    X = np.array(check_features(X, dtype=np.float64, n_features=target.n_inputs), copy=True)
+    if y is None:
+        raise ValueError("check_gradients on a network needs the targets y (its loss depends on them)")
+    check_consistent_length(X, y)
+    sample_weight = check_sample_weight(sample_weight, len(X))
     return _check_network(target, X, y, loss, sample_weight, eps, directions, rng, input_grad)
 
 
 def _check_layer(layer, X, eps, directions, rng, input_grad):
+    if layer.param_shapes(X.shape[1:]) and not layer.params:
+        raise ValueError(f"{type(layer).__name__} has no parameters yet: build it first, "
+                         f"e.g. layer.build(({X.shape[1]},))")
     layer = copy.deepcopy(layer)
     for d in (layer.params, layer.grads):
         for k in d:
@@ -105,18 +116,36 @@ def _check_layer(layer, X, eps, directions, rng, input_grad):
     return results
 
 
+def _loss_targets(net, y):
+    """``y`` for a built but never fitted network: the loss's own targets, checked against the output layer
+    (class indices 0..k-1, one-hot or probability rows, 0/1 values, or regression values)."""
+    last = net.layers[-1]
+    n_out = last.output_shape((None,))[0] if hasattr(last, "units") else None
+    if y.dtype.kind not in "biuf":
+        raise ValueError(f"y of type {y.dtype}: a network that was built but never fitted is checked against its "
+                         "loss's own targets (class indices 0..k-1, one-hot rows or values); fit it first to "
+                         "check it with your labels")
+    if net.loss.link == "softmax" and y.ndim == 1:
+        if n_out is not None and (np.any(y != np.round(y)) or y.min() < 0 or y.max() >= n_out):
+            raise ValueError(f"class indices in y must be integers in 0..{n_out - 1} (the output layer has "
+                             f"{n_out} units); got values from {y.min()} to {y.max()}")
+        return y
+    if y.ndim == 2 and n_out is not None and y.shape[1] != n_out:
+        raise ValueError(f"y has {y.shape[1]} columns, but the output layer has {n_out} units")
+    return y
+
+
 def _check_network(net, X, y, loss, sample_weight, eps, directions, rng, input_grad):
     net = net.clone(dtype="float64")
     if loss is not None:
         from .losses import get_loss
 
         net.loss = get_loss(loss)
-    if not net.built:
-        raise ValueError("build or fit the network before checking its gradients")
-    Y = np.asarray(y) if net.targets is None else net.targets.encode(np.asarray(y), np.float64)
+    y = np.asarray(y)
+    Y = _loss_targets(net, y) if net.targets is None else net.targets.encode(y, np.float64)
     if Y.dtype.kind == "f" and net.loss.link == "softmax" and Y.ndim == 1:
         Y = Y.astype(np.intp)
-    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    w = sample_weight
     state = net.rng.bit_generator.state
 
     def forward():

@@ -2,7 +2,10 @@
 
 Forward is function composition, backward is the chain rule run in reverse::
 
-    h_0 = x,  h_l = f_l(h_{l-1})            dL/dh_{l-1} = f_l'(h_{l-1})^T dL/dh_l
+    h_0 = x,  h_l = f_l(h_{l-1})            dL/dh_{l-1} = dL/dh_l . dh_l/dh_{l-1}
+
+with one row per sample (row vectors, as the arrays are laid out): for a Dense layer dh_l/dh_{l-1} is W, so
+the product is dz W^T; for an activation it is diagonal, so the product is dy * f'(z), elementwise.
 
 The network owns (a) its random generator (``seed=``; dropout masks and shuffling draw from it, nothing
 touches NumPy's global state), (b) one contiguous parameter vector and one gradient vector of which every
@@ -29,6 +32,21 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 PREDICT_BATCH = 2048
 
 
+def _check_no_double_link(layers, loss) -> None:
+    """Refuse a final Softmax/Sigmoid layer in front of a loss that applies it itself.
+
+    The cross-entropy losses take raw outputs (logits) and apply the softmax or sigmoid inside, which is what
+    makes their gradient the simple (p - y)/n; a Softmax layer before them would apply it twice and squash
+    every probability towards uniform, silently.
+    """
+    last = next((layer for layer in reversed(layers) if not isinstance(layer, Dropout)), None)
+    link = getattr(loss, "link", "identity")
+    if link in ("softmax", "sigmoid") and type(last).__name__.lower() == link:
+        raise ValueError(f"the last layer is {type(last).__name__}, but the loss ({type(loss).__name__}) takes "
+                         f"raw outputs (logits) and applies the {link} itself: remove the final "
+                         f"{type(last).__name__} layer (predict_proba already returns {link} probabilities)")
+
+
 def _resolve_dtype(dtype):
     name = np.dtype(dtype).name
     if name not in DTYPES:
@@ -53,6 +71,7 @@ class Sequential:
             raise ValueError("a Sequential network needs at least one layer")
         self.layers = layers
         self.loss = get_loss(loss)
+        _check_no_double_link(layers, self.loss)
         self.optimizer = get_optimizer(optimizer)
         self.dtype = _resolve_dtype(dtype)
         self.seed = seed
@@ -191,7 +210,7 @@ class Sequential:
     def _batches(self, X, batch_size):
         X = check_features(X, n_features=self.n_inputs, check_finite=False)
         for start in range(0, len(X), batch_size):
-            chunk = check_features(X[start:start + batch_size], dtype=self.dtype, what=f"X rows {start}..")
+            chunk = check_features(X[start:start + batch_size], dtype=self.dtype, row_offset=start)
             yield chunk
 
     def _map_batches(self, X, fn, batch_size):

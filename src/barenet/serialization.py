@@ -198,9 +198,12 @@ def load(path):
             if _sha256(value) != info["sha256"]:
                 raise ModelFileError(f"{path}: array {key!r} fails its SHA-256 check (the file was altered or damaged)")
             arrays[key] = value
+    # A manifest passes its digest when whoever edited it recomputed the digest too, so every field is still
+    # checked by building from it: a wrong type anywhere (AttributeError, IndexError, ...) is a damaged file.
+    damaged = (KeyError, TypeError, ValueError, AttributeError, IndexError)
     try:
         model = Sequential.from_config(manifest["config"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except damaged as exc:
         raise ModelFileError(f"{path}: the architecture in the manifest cannot be built ({exc})") from None
     params = {k[len("param:"):]: v for k, v in arrays.items() if k.startswith("param:")}
     try:
@@ -209,7 +212,7 @@ def load(path):
         raise ModelFileError(f"{path}: parameters do not fit the architecture ({exc})") from None
     try:
         _restore_state(model, manifest, arrays)
-    except (KeyError, TypeError, ValueError) as exc:
+    except damaged as exc:
         raise ModelFileError(f"{path}: the training state in the manifest is incomplete or damaged ({exc!r})") from None
     return model
 

@@ -10,8 +10,13 @@ import numpy as np
 SCAN_CELLS = 1 << 16
 
 
-def check_features(X, *, dtype=None, n_features=None, what="X", allow_empty=False, check_finite=True) -> np.ndarray:
-    """Return ``X`` as a 2-D float array of ``dtype``, or raise a ValueError that says what is wrong."""
+def check_features(X, *, dtype=None, n_features=None, what="X", allow_empty=False, check_finite=True,
+                   row_offset=0) -> np.ndarray:
+    """Return ``X`` as a 2-D float array of ``dtype``, or raise a ValueError that says what is wrong.
+
+    ``row_offset``: where ``X`` starts in the caller's array (a batch of a larger X), so errors name the row
+    the user knows.
+    """
     if not isinstance(X, np.ndarray) and hasattr(X, "to_numpy"):  # pandas DataFrame / Series
         X = X.to_numpy()
     try:
@@ -48,10 +53,21 @@ def check_features(X, *, dtype=None, n_features=None, what="X", allow_empty=Fals
         if bad is not None:
             row, col = bad
             raise ValueError(
-                f"{what} contains NaN or infinity (first at row {row}, column {col}: {arr[row, col]}); "
-                "clean or impute it before training or prediction"
+                f"{what} contains NaN or infinity (first at row {row + row_offset}, column {col}: {arr[row, col]})"
+                f"{_overflow_hint(X, arr, row, col)}; clean or impute it before training or prediction"
             )
     return arr
+
+
+def _overflow_hint(original, converted, row, col) -> str:
+    """Say so when the bad cell was finite before the conversion to ``converted.dtype`` (e.g. 1e39 -> float32)."""
+    source = original if isinstance(original, np.ndarray) else None
+    if source is None or source.ndim != 2 or source.dtype.kind != "f" or source.dtype == converted.dtype:
+        return ""
+    value = source[row, col]
+    if np.isfinite(value):
+        return f" (it was {float(value)!r} before the conversion to {converted.dtype}, which cannot hold it)"
+    return ""
 
 
 def first_non_finite(arr: np.ndarray) -> tuple[int, int] | None:

@@ -214,3 +214,28 @@ def test_checker_catches_dropout_without_its_mask_in_backward():
 
     errors = bn.check_gradients(LeakyDropout(0.5), _inputs((6, 5)))
     assert errors["input"] > 1e-2
+
+
+def test_check_gradients_validates_its_inputs_like_fit():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((8, 6)), np.arange(8) % 3
+    built = bn.build_mlp(6, (8,), 3, seed=0).build(6)
+    fitted = bn.build_mlp(6, (8,), 3, seed=0)
+    fitted.fit(X, y, epochs=1)
+    # an unfitted network is checked against the loss's own targets; a fitted one takes the labels it was fitted on
+    assert max(bn.check_gradients(built, X, y).values()) < 1e-6
+    assert max(bn.check_gradients(fitted, X, y).values()) < 1e-6
+    cases = [(fitted, X[:, :5], y, "X has 5 features, but the model was built for 6"),
+             (fitted, X, np.array(["a"] * 8), r"y has labels \['a'\]"),
+             (built, X, np.array(list("abcabcab")), "fit it first"),
+             (built, X, y + 1, r"class indices in y must be integers in 0..2"),
+             (built, X, np.ones((8, 4)), "y has 4 columns, but the output layer has 3 units"),
+             (built, X, y[:5], "X has 8 samples but y has 5"),
+             (built, X, None, "needs the targets y"),
+             (bn.build_mlp(hidden=(8,), n_outputs=3), X, y, "build or fit the network"),
+             (bn.Dense(4), X, None, r"build it first, e.g. layer.build\(\(6,\)\)")]
+    for target, X_, y_, message in cases:
+        with pytest.raises(ValueError, match=message):
+            bn.check_gradients(target, X_, y_)
+    with pytest.raises(ValueError, match="sample_weight must have shape"):
+        bn.check_gradients(fitted, X, y, sample_weight=np.ones(3))

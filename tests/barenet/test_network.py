@@ -215,6 +215,30 @@ def test_non_finite_features_are_refused(blobs, fitted, bad):
             call(X)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # NumPy's, on the 1e39 cast
+def test_a_non_finite_value_past_the_first_inference_batch_is_named_by_its_row_in_x(fitted):
+    net, X, _ = fitted
+    big = np.repeat(X, 40, axis=0)[:5000].astype(np.float64)  # more rows than one inference batch (PREDICT_BATCH = 2048)
+    big[3000, 2] = np.nan
+    for call in (net.predict_proba, lambda a: net.sample_predict_proba(a, 2)):
+        with pytest.raises(ValueError, match=r"first at row 3000, column 2"):
+            call(big)
+    big[3000, 2] = 1e39  # finite in float64, infinite once cast to the model's float32
+    with pytest.raises(ValueError, match=r"it was 1e\+39 before the conversion to float32"):
+        net.predict(big)
+
+
+@pytest.mark.parametrize("layers, loss", [([bn.Dense(3), bn.Softmax()], "softmax_cross_entropy"),
+                                          ([bn.Dense(3), bn.Softmax(), bn.Dropout(0.1)], "softmax_cross_entropy"),
+                                          ([bn.Dense(1), bn.Sigmoid()], "sigmoid_binary_cross_entropy")])
+def test_a_final_softmax_or_sigmoid_before_a_loss_that_applies_it_is_refused(layers, loss):
+    # Keras users put softmax last; here the loss takes logits, and softmax twice would squash every
+    # probability towards uniform without any error
+    with pytest.raises(ValueError, match="remove the final"):
+        bn.Sequential(layers, loss=loss)
+    bn.Sequential([bn.Dense(3), bn.Softmax()], loss="mse")  # a softmax output fitted by squared error is fine
+
+
 def test_wrong_number_of_features(fitted):
     net, X, y = fitted
     wide = np.hstack([X, X[:, :1]])

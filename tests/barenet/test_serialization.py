@@ -330,3 +330,17 @@ def test_a_bare_npy_file_is_not_a_model(tmp_path):
     np.save(path, np.zeros(3))
     with pytest.raises(bn.ModelFileError, match="single NumPy array, not a barenet model file"):
         bn.load(path)
+
+
+@pytest.mark.parametrize("field, value", [("history", "garbage"), ("rng_state", [1, 2]), ("optimizer_state", 3),
+                                          ("config", {"layers": "x"})])
+def test_a_re_signed_manifest_with_wrong_types_is_a_model_file_error(saved, tmp_path, field, value):
+    # someone edits the manifest and recomputes its digest: every field is still checked by building from it,
+    # and a wrong type anywhere is a ModelFileError, never an AttributeError from deep inside
+    _, path = saved
+    manifest = _manifest_member(path)
+    manifest[field] = value
+    other = tmp_path / "resigned.npz"
+    _rewrite(path, other, replace={"__manifest__.npy": _with_manifest(manifest)})
+    with pytest.raises(bn.ModelFileError):
+        bn.load(other)
