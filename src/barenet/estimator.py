@@ -108,8 +108,7 @@ class _NeuralNetBase(BaseEstimator):
             warnings.warn("A column-vector y was passed when a 1d array was expected; it was raveled.",
                           DataConversionWarning, stacklevel=3)
             y = y.ravel()
-        if not (self.tol >= 0 and self.n_iter_no_change >= 1):
-            raise ValueError(f"need tol >= 0 and n_iter_no_change >= 1, got {self.tol} and {self.n_iter_no_change}")
+        self._check_params()
         sw = None if sample_weight is None else _check_sample_weight(sample_weight, X, ensure_non_negative=True)
         # scikit-learn divides by the weight sum, barenet by the row count: weights of mean 1 make the two agree
         mass = 1.0 if sw is None else float(sw.mean())
@@ -131,6 +130,28 @@ class _NeuralNetBase(BaseEstimator):
                           f"(by tol={self.tol} within {self.n_iter_no_change} epochs): not converged",
                           ConvergenceWarning, stacklevel=3)
         return self
+
+    def _check_params(self) -> None:
+        """Each hyper-parameter checked by its own name, before it can surface as some other error deep down."""
+        def need(ok, name, what):
+            if not ok:
+                raise ValueError(f"{name} must be {what}, got {getattr(self, name)!r}")
+
+        def integer(value):
+            return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+        def real(value):
+            return isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+
+        need(self.batch_size == "auto" or (integer(self.batch_size) and self.batch_size >= 1), "batch_size",
+             '"auto" or a positive integer')
+        need(integer(self.max_epochs) and self.max_epochs >= 1, "max_epochs", "a positive integer")
+        need(real(self.alpha) and self.alpha >= 0, "alpha", "a finite number >= 0")
+        need(real(self.tol) and self.tol >= 0, "tol", "a finite number >= 0")
+        need(integer(self.n_iter_no_change) and self.n_iter_no_change >= 1, "n_iter_no_change", "a positive integer")
+        if self.early_stopping:
+            need(real(self.validation_fraction) and 0 < self.validation_fraction < 1, "validation_fraction",
+                 "in (0, 1) with early_stopping=True")
 
     def _build(self, n_features, n_outputs, loss, batch_weight):
         hidden = tuple(int(h) for h in np.atleast_1d(self.hidden_layer_sizes))

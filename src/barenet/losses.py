@@ -25,7 +25,7 @@ from .activations import log_softmax, sigmoid, softmax
 
 
 def balanced_class_weight(y_index: np.ndarray, n_classes: int) -> np.ndarray:
-    """weight_c = n / (n_classes * count_c); classes absent from ``y_index`` get weight 0's stand-in 1."""
+    """weight_c = n / (n_classes * count_c); a class absent from ``y_index`` (count 0) gets weight 1."""
     counts = np.bincount(y_index, minlength=n_classes).astype(np.float64)
     weights = np.ones(n_classes)
     present = counts > 0

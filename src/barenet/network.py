@@ -375,9 +375,10 @@ class Sequential:
             n = sum(int(v.size) for v in layer.params.values())
             rows.append((str(i), repr(layer), str(("batch",) + tuple(shape)), f"{n:,}" if self.built else "?"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) for r in rows]
-        lines.insert(1, "-" * len(lines[0]))
-        lines.append("-" * len(lines[0]))
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+        rule = "-" * max(len(line) for line in lines)
+        lines.insert(1, rule)
+        lines.append(rule)
         lines.append(f"total parameters: {self.n_params:,}  dtype: {np.dtype(self.dtype).name}  "
                      f"loss: {loss_name(self.loss)}  optimizer: {type(self.optimizer).__name__}")
         text = "\n".join(lines)
@@ -402,9 +403,9 @@ def build_mlp(n_inputs=None, hidden=(64, 32), n_outputs=2, *, activation="relu",
 
     ``activation`` and ``dropout`` may be one value or one per hidden layer. ``n_inputs=None`` infers the
     input width at the first fit. The output layer emits raw scores (logits); the loss applies the link.
-    ``init`` and ``l2`` apply to the hidden layers; the output layer is always Glorot-initialised (it
-    feeds a softmax/sigmoid/identity, not a ReLU) and gets ``l2`` too. Build a ``Sequential`` directly
-    for full control.
+    ``l2`` applies to every Dense layer's weights, the output layer's included. ``init`` applies to the hidden
+    layers only: the output layer is always Glorot-initialised (it feeds a softmax/sigmoid/identity, not a
+    ReLU). Build a ``Sequential`` directly for full control.
     """
     hidden = tuple(hidden)
     acts = list(activation) if isinstance(activation, (list, tuple)) else [activation] * len(hidden)

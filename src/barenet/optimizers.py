@@ -9,7 +9,8 @@ Update rules (g = gradient, t = step counted from 1, lr = learning rate):
 * SGD:      v = mu v - lr g;  theta += v                       (Nesterov: theta += mu v - lr g)
 * RMSprop:  s = rho s + (1 - rho) g^2;  theta -= lr g / (sqrt(s) + eps)
 * Adam:     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
-            theta -= lr_t m / (sqrt(v) + eps_t),  lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)
+            theta -= lr_t m / (sqrt(v) + eps_t),  lr_t = lr sqrt(1 - b2^t) / (1 - b1^t),  eps_t = eps sqrt(1 - b2^t)
+            (the same step as lr m_hat / (sqrt(v_hat) + eps) with m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t))
 * AdamW:    Adam, then the decoupled decay theta -= lr * weight_decay * theta
 
 Two traps measured on these machines are avoided here: scalars are Python floats (a NumPy float64 scalar

@@ -32,7 +32,7 @@ class TargetEncoder:
         if y.ndim == 2 and y.shape[1] == 1:
             y = y.ravel()
         if y.ndim != 1:
-            raise ValueError(f"class labels must be 1-D (n_samples,); got shape {y.shape}")
+            raise ValueError(_not_1d_message("y", y))
         _reject_missing_labels(y)
         y = _strings_as_str(y)
         found = np.unique(y)
@@ -55,30 +55,32 @@ class TargetEncoder:
             return 1
         return len(self.classes_)
 
-    def encode(self, y, dtype=np.float32) -> np.ndarray:
-        """Labels -> loss targets; labels outside ``classes_`` raise a ValueError naming them."""
+    def encode(self, y, dtype=np.float32, *, what="y") -> np.ndarray:
+        """Labels -> loss targets; labels outside ``classes_`` raise a ValueError naming them (and ``what``)."""
         y = np.asarray(y)
         if self.kind == "continuous":
             t = np.asarray(y, dtype=dtype)
             if not np.isfinite(t).all():
-                raise ValueError("y contains NaN or infinity")
+                raise ValueError(f"{what} contains NaN or infinity")
             return t.reshape(len(t), -1)
         if self.kind == "multilabel":
             if y.ndim != 2 or y.shape[1] != len(self.classes_):
-                raise ValueError(f"multi-label y must have shape (n, {len(self.classes_)}), got {y.shape}")
+                raise ValueError(f"multi-label {what} must have shape (n, {len(self.classes_)}), got {y.shape}")
             return y.astype(dtype)
         y = _strings_as_str(y.ravel() if y.ndim == 2 and y.shape[1] == 1 else y)
         if y.ndim != 1:
-            raise ValueError(f"class labels must be 1-D (n_samples,); got shape {y.shape}")
+            raise ValueError(_not_1d_message(what, y))
         try:
             index = np.searchsorted(self.classes_, y)
         except TypeError:
-            raise ValueError(f"y labels of type {y.dtype} cannot be compared with classes {self.classes_.tolist()[:10]}") from None
+            raise ValueError(f"{what} labels of type {y.dtype} cannot be compared with classes "
+                             f"{self.classes_.tolist()[:10]}") from None
         index = np.minimum(index, len(self.classes_) - 1)
         unknown = self.classes_[index] != y
         if np.any(unknown):
             bad = np.unique(y[unknown]).tolist()[:10]
-            raise ValueError(f"y has labels {bad} that are not among the training classes {self.classes_.tolist()[:20]}")
+            raise ValueError(f"{what} has labels {bad} that are not among the training classes "
+                             f"{self.classes_.tolist()[:20]}")
         if self.kind == "binary":
             return index.astype(dtype).reshape(-1, 1)
         return index.astype(np.intp)
@@ -118,16 +120,34 @@ class TargetEncoder:
         return cls(cfg["kind"], classes, cfg.get("y_ndim", 1))
 
 
+def _not_1d_message(what, y) -> str:
+    message = f"class labels must be 1-D (n_samples,); {what} has shape {y.shape}"
+    if y.ndim == 2 and y.dtype.kind in "biuf" and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all():
+        message += (f". These look like one-hot rows: pass the class indices {what}.argmax(axis=1) (the loss "
+                    "never needs a one-hot matrix)")
+    return message
+
+
+def _is_missing(value) -> bool:
+    """None, NaN, or a marker whose self-comparison is neither true nor false (pandas.NA)."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN is the one float unequal to itself
+    except TypeError:  # pandas.NA: "boolean value of NA is ambiguous"
+        return True
+
+
 def _reject_missing_labels(y: np.ndarray) -> None:
     """NaN or None is a missing label, not a class: say so instead of failing later in a sort or lookup."""
     if y.dtype.kind == "f":
         missing = np.isnan(y)
     elif y.dtype == object:
-        missing = np.array([v is None or (isinstance(v, float) and v != v) for v in y.ravel()])
+        missing = np.array([_is_missing(v) for v in y.ravel()])
     else:
         return
     if missing.any():
-        raise ValueError(f"y has {int(missing.sum())} missing labels (NaN or None), first at row "
+        raise ValueError(f"y has {int(missing.sum())} missing labels (NaN, None or NA), first at row "
                          f"{int(np.flatnonzero(missing)[0])}; drop or label those rows first")
 
 

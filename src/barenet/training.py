@@ -41,10 +41,11 @@ def fit(model, X, y, *, epochs=10, batch_size=64, validation_data=None, validati
     moments and step count, and random generator, so a later ``fit`` continues exactly from there.
     Returns the History of this call; ``model.history_`` accumulates over calls.
     """
-    if int(epochs) != epochs or epochs < 0:
+    if not _is_integer(epochs) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-    if int(batch_size) != batch_size or batch_size < 1:
+    if not _is_integer(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    epochs, batch_size = int(epochs), int(batch_size)
     X = check_features(X, dtype=model.dtype, n_features=model.n_inputs)
     check_consistent_length(X, y)
     y = np.asarray(y)
@@ -61,7 +62,7 @@ def fit(model, X, y, *, epochs=10, batch_size=64, validation_data=None, validati
         if X_val.shape == X.shape and np.array_equal(X_val, X):
             warnings.warn("validation data is identical to the training data: validation scores will be "
                           "optimistic and early stopping will not guard against overfitting", UserWarning, stacklevel=2)
-        Y_val = targets.encode(np.asarray(y_val), model.dtype)
+        Y_val = targets.encode(np.asarray(y_val), model.dtype, what="validation y")
     elif validation_fraction:
         if not 0.0 < validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
@@ -91,6 +92,14 @@ def fit(model, X, y, *, epochs=10, batch_size=64, validation_data=None, validati
         _run_epochs(model, X, Y, w, X_val, Y_val, state, callbacks, batch_size, shuffle, metrics, verbose)
     history.stop_reason = model.history_.stop_reason = state.stop_reason or "completed"
     return history
+
+
+def _is_integer(value) -> bool:
+    """An int, a NumPy integer or an integral float (64.0); not a bool, not a string."""
+    try:
+        return not isinstance(value, (bool, str)) and int(value) == value
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def _run_epochs(model, X, Y, w, X_val, Y_val, state, callbacks, batch_size, shuffle, metrics, verbose):

@@ -191,6 +191,24 @@ def test_parameters_configure_the_network(blobs):
     assert len(linear.network_.layers) == 1 and linear.score(X, y) > 0.8
 
 
+@pytest.mark.parametrize("params, message", [
+    ({"batch_size": 0}, 'batch_size must be "auto" or a positive integer, got 0'),
+    ({"batch_size": -5}, "batch_size must be"),
+    ({"batch_size": 2.5}, "batch_size must be"),
+    ({"alpha": -1.0}, "alpha must be a finite number >= 0, got -1.0"),
+    ({"max_epochs": 0}, "max_epochs must be a positive integer"),
+    ({"tol": -1e-3}, "tol must be"),
+    ({"n_iter_no_change": 0}, "n_iter_no_change must be"),
+    ({"early_stopping": True, "validation_fraction": 0.0}, "validation_fraction must be in \\(0, 1\\)"),
+])
+def test_bad_hyperparameters_are_named_at_fit(blobs, params, message):
+    # before: batch_size=0 was a ZeroDivisionError and alpha=-1 blamed "Dense l2"
+    X, y = blobs
+    for est in (NeuralNetClassifier(**params), NeuralNetRegressor(**params)):
+        with pytest.raises(ValueError, match=message):
+            est.fit(X, y.astype(float) if isinstance(est, NeuralNetRegressor) else y)
+
+
 def test_optimizer_instance_is_copied_not_trained_in_place(blobs):
     X, y = blobs
     opt = barenet.SGD(0.1, momentum=0.9)

@@ -358,8 +358,21 @@ def test_backward_returns_the_input_gradient_only_when_asked():
 @pytest.mark.parametrize("labels", [np.array([0.0, 1.0, np.nan, 1.0]), np.array(["a", None, "b", "a"], dtype=object)])
 def test_missing_labels_are_named_as_such(labels):
     net = bn.build_mlp(hidden=(4,), n_outputs=2, seed=0)
-    with pytest.raises(ValueError, match=r"y has 1 missing labels \(NaN or None\), first at row"):
+    with pytest.raises(ValueError, match=r"y has 1 missing labels \(NaN, None or NA\), first at row"):
         net.fit(np.zeros((4, 3)), labels, epochs=1)
+
+
+def test_pandas_missing_values_are_named_as_such():
+    pd = pytest.importorskip("pandas")
+    net = bn.build_mlp(hidden=(4,), n_outputs=2, seed=0)
+    X = pd.DataFrame({"a": pd.array([1.0, None, 3.0, 4.0], dtype="Float64"), "b": [1.0, 2.0, 3.0, 4.0]})
+    with pytest.raises(ValueError, match=r"X contains NaN or infinity \(first at row 1, column 0"):
+        net.fit(X, [0, 1, 0, 1], epochs=1)  # a nullable column's NA, not "X must be numeric"
+    for y in (pd.Series([0, pd.NA, 1, 0], dtype=object), pd.Series(["a", pd.NA, "b", "a"], dtype="string")):
+        with pytest.raises(ValueError, match=r"y has 1 missing labels \(NaN, None or NA\), first at row 1"):
+            net.fit(X.fillna(0.0), y, epochs=1)  # pandas.NA cannot even be sorted: named before np.unique
+    ints = pd.DataFrame({"a": pd.array([1, 2, 3, 4], dtype="Int64"), "b": [1.0, 2.0, 3.0, 4.0]})
+    assert net.fit(ints, [0, 1, 0, 1], epochs=1).stop_reason == "completed"
 
 
 @pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan"), float("inf")])

@@ -454,3 +454,17 @@ def test_stratified_split_keeps_every_labels_share_and_is_seeded():
         assert (labels[val] == name).sum() == count
     again = bn.stratified_split(labels, 0.2, np.random.default_rng(0))
     assert np.array_equal(val, again[1]) and np.array_equal(train, again[0])
+
+
+def test_label_and_argument_errors_say_what_to_do(blobs):
+    X, y = blobs
+    net = _net(0)
+    with pytest.raises(ValueError, match=r"These look like one-hot rows: pass the class indices y.argmax\(axis=1\)"):
+        net.fit(X, np.eye(3)[y], epochs=1)
+    with pytest.raises(ValueError, match="validation y has labels \\[7\\]"):
+        net.fit(X, y, epochs=1, validation_data=(X[:5], np.full(5, 7)))
+    for bad in ("64", 2.5, True, None):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            net.fit(X, y, batch_size=bad)
+    assert len(_net(0).fit(X, y, epochs=1, batch_size=np.int64(16), verbose=0)) == 1
+    assert len(_net(0).fit(X, y, epochs=2.0, batch_size=16.0)) == 2  # integral floats, as before

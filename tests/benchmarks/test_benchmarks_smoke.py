@@ -93,9 +93,9 @@ def test_inline_step_computes_barenets_step(monkeypatch, capsys):
     # the "NumPy floor" is only a floor if it does the same arithmetic: same weights after a few steps
     monkeypatch.syspath_prepend(str(REPO))
     import numpy as np
+    from benchmarks.inline_step import inline_step_for, main
 
     import barenet as bn
-    from benchmarks.inline_step import inline_step_for, main
 
     rng = np.random.default_rng(1)
     X, y = rng.standard_normal((16, 7), dtype=np.float32), np.arange(16) % 3
