@@ -31,25 +31,34 @@ class TrainingState:
     last_good_params: np.ndarray | None = None  # flat copy from the end of the last finite epoch
     last_good_optimizer: dict | None = None  # the optimizer's state_dict() at that moment
     last_good_rng: dict | None = None  # the model's generator state at that moment
+    _history_lengths: list = field(default_factory=list)  # (History, its length) at that moment
 
     def stop(self, reason: str) -> None:
         self.stop_training = True
         self.stop_reason = self.stop_reason or reason
 
     def remember_good(self) -> None:
-        """Snapshot weights, optimizer state (moments, step count) and generator: a point to roll back to."""
+        """Snapshot weights, optimizer state (moments, step count), generator and history lengths: a point to
+        roll back to."""
         self.last_good_params = self.model.flat_params.copy()
         self.last_good_optimizer = self.model.optimizer.state_dict()
         self.last_good_rng = self.model.rng.bit_generator.state
+        self._history_lengths = [(h, len(h)) for h in (self.history, self.model.history_) if h is not None]
 
-    def roll_back(self) -> None:
+    def roll_back(self, *, keep_records=False) -> None:
         """Put the model back exactly as it was at the last snapshot: a later ``fit`` then continues as if the
-        failed or interrupted epoch had never started (the same shuffles, masks and Adam steps)."""
+        failed or interrupted epoch had never started (the same shuffles, masks and Adam steps).
+
+        The History goes back too, unless ``keep_records``: an interrupt inside ``on_epoch_end`` lands after
+        that epoch's record was appended, and a kept record would be repeated by the next ``fit``.
+        """
         if self.last_good_params is None:
             return
         self.model.flat_params[...] = self.last_good_params
         self.model.optimizer.load_state_dict(self.last_good_optimizer)
         self.model.rng.bit_generator.state = self.last_good_rng
+        for history, length in ([] if keep_records else self._history_lengths):
+            del history.records[length:]
 
 
 class Callback:
@@ -186,7 +195,9 @@ class TerminateOnNaN(Callback):
     def on_batch_end(self, state):
         if not math.isfinite(state.batch_loss):
             state.stop("non_finite")
-            state.roll_back()  # weights and the optimizer's moments (poisoned by the NaN step) both
+            # weights and the optimizer's moments (poisoned by the NaN step) both; the records of the epochs
+            # that ran stay, as the loss curve up to the divergence
+            state.roll_back(keep_records=True)
             warnings.warn(
                 f"loss became {state.batch_loss} at epoch {state.epoch + 1}, batch {state.batch + 1}; training "
                 "stopped and the weights from the last epoch with a finite loss were kept. Try a smaller "

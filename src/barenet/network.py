@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from .activations import Activation, get_activation
+from .activations import Activation, Sigmoid, Softmax, get_activation
 from .initializers import DEFAULT_FOR_FAMILY
 from .layers import Dense, Dropout, Layer, layer_from_config
 from .losses import get_loss, loss_name
@@ -41,7 +41,7 @@ def _check_no_double_link(layers, loss) -> None:
     """
     last = next((layer for layer in reversed(layers) if not isinstance(layer, Dropout)), None)
     link = getattr(loss, "link", "identity")
-    if link in ("softmax", "sigmoid") and type(last).__name__.lower() == link:
+    if isinstance(last, {"softmax": Softmax, "sigmoid": Sigmoid}.get(link, ())):
         raise ValueError(f"the last layer is {type(last).__name__}, but the loss ({type(loss).__name__}) takes "
                          f"raw outputs (logits) and applies the {link} itself: remove the final "
                          f"{type(last).__name__} layer (predict_proba already returns {link} probabilities)")

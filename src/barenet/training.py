@@ -97,7 +97,7 @@ def fit(model, X, y, *, epochs=10, batch_size=64, validation_data=None, validati
 def _is_integer(value) -> bool:
     """An int, a NumPy integer or an integral float (64.0); not a bool, not a string."""
     try:
-        return not isinstance(value, (bool, str)) and int(value) == value
+        return not isinstance(value, (bool, np.bool_, str)) and int(value) == value
     except (TypeError, ValueError, OverflowError):
         return False
 

@@ -18,14 +18,12 @@ def check_features(X, *, dtype=None, n_features=None, what="X", allow_empty=Fals
     the user knows.
     """
     if not isinstance(X, np.ndarray) and hasattr(X, "to_numpy"):  # pandas DataFrame / Series
-        dtypes = X.dtypes if hasattr(X, "dtypes") and not isinstance(X.dtypes, np.dtype) else [X.dtype]
-        if all(isinstance(d, np.dtype) for d in dtypes):
-            X = X.to_numpy()
-        else:  # nullable columns (Float64, Int64, ...): pd.NA becomes NaN, reported by row and column below
+        frame, X = X, X.to_numpy()
+        if X.dtype == object:  # nullable columns (Float64, Int64, ...) come out as objects, pd.NA included
             try:
-                X = X.to_numpy(dtype=np.float64, na_value=np.nan)
-            except (TypeError, ValueError):  # text columns: the object path below names the problem
-                X = X.to_numpy()
+                X = frame.to_numpy(dtype=np.float64, na_value=np.nan)  # NA -> NaN, named by row and column below
+            except (TypeError, ValueError):
+                pass  # text columns: the object path below says what is wrong
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists etc.

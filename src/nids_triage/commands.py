@@ -217,7 +217,7 @@ def _review_list(q, args) -> int:
           "(first source:line)")
     for it in items:
         conf = "" if it.confidence is None else f"{it.confidence:.3f}"
-        print(f"{it.id:>6}  {it.status:<9}  {it.predicted_label or '-':<12}  {conf:>6}  {it.sightings:>5}  "
+        print(f"{it.id:>6}  {it.status:<9}  {it.predicted_label or '-':<12}  {conf:>6}  {it.n_sightings:>5}  "
               f"{it.verdict or '':<12}  {','.join(it.reasons)}   ({Path(it.source_file or '-').name}:{it.line})")
     counts = q.counts()
     print(f"-- {len(items)} shown; queue: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -226,7 +226,7 @@ def _review_list(q, args) -> int:
 
 def _review_show(q, args) -> int:
     item = q.get(args.id)
-    print(json.dumps({**item.to_dict(), "history": q.history(args.id), "seen_at": q.sightings(args.id)}, indent=2))
+    print(json.dumps({**item.to_dict(), "history": q.history(args.id), "sightings": q.sightings(args.id)}, indent=2))
     return 0
 
 

@@ -85,8 +85,8 @@ BEGIN SELECT RAISE(ABORT, 'sightings are append-only'); END;
 #: the file and line they were added from, when it is first opened here).
 SCHEMA_VERSION = 1
 
-_SELECT_ITEMS = ("SELECT items.*, (SELECT count(*) FROM sightings WHERE sightings.item_id = items.id) AS sightings "
-                 "FROM items")
+_SELECT_ITEMS = ("SELECT items.*, (SELECT count(*) FROM sightings WHERE sightings.item_id = items.id) "
+                 "AS n_sightings FROM items")
 
 
 class ReviewStateError(ValueError):
@@ -109,7 +109,7 @@ class ReviewItem:
     analyst_note: str | None
     created_at: str
     updated_at: str
-    sightings: int = 1  # how many (file, line) places this flow was deferred at
+    n_sightings: int = 1  # how many (file, line) places this flow was deferred at (``ReviewQueue.sightings``)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,18 +137,22 @@ class ReviewQueue:
         self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
         try:
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]  # read before writing anything
+            if version > SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(f"{self.path}: review queue version {version} is newer than this "
+                                            f"nids-triage understands ({SCHEMA_VERSION})")
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.executescript(_SCHEMA)
-            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.OperationalError as exc:  # locked, read-only, unreadable: a real queue, a real problem
+            self._conn.close()
+            raise sqlite3.OperationalError(f"{self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:  # e.g. a CSV passed as --queue: say which file
             self._conn.close()
+            if str(exc).startswith(self.path):
+                raise
             raise sqlite3.DatabaseError(f"{self.path}: not a review queue ({exc})") from None
-        if version > SCHEMA_VERSION:
-            self._conn.close()
-            raise sqlite3.DatabaseError(f"{self.path}: review queue version {version} is newer than this "
-                                        f"nids-triage understands ({SCHEMA_VERSION})")
         if version < 1:
             with self._transaction() as conn:  # a queue from before sightings: each item was seen where it was added
                 conn.execute("INSERT OR IGNORE INTO sightings (item_id, source_file, line, seen_at) "
@@ -281,7 +285,7 @@ class ReviewQueue:
         return [{**dict(r), "features": json.loads(r["features"])} for r in rows]
 
     def export_jsonl(self, path_or_file) -> int:
-        """Write every item, with its history and sightings (``seen_at``), as one JSON object per line.
+        """Write every item, with its history and its sightings, as one JSON object per line.
 
         A path is written atomically; a text file object is written to as is.
         Returns the number of items written.
@@ -294,7 +298,7 @@ class ReviewQueue:
             for r in conn.execute("SELECT * FROM sightings ORDER BY rowid"):
                 seen.setdefault(r["item_id"], []).append({k: r[k] for k in ("source_file", "line", "seen_at")})
         text = "".join(json.dumps({**item.to_dict(), "history": history.get(item.id, []),
-                                   "seen_at": seen.get(item.id, [])}, sort_keys=True) + "\n" for item in items)
+                                   "sightings": seen.get(item.id, [])}, sort_keys=True) + "\n" for item in items)
         if hasattr(path_or_file, "write"):
             path_or_file.write(text)
         else:

@@ -236,6 +236,12 @@ def test_a_final_softmax_or_sigmoid_before_a_loss_that_applies_it_is_refused(lay
     # probability towards uniform without any error
     with pytest.raises(ValueError, match="remove the final"):
         bn.Sequential(layers, loss=loss)
+
+    class MySoftmax(bn.Softmax):
+        pass
+
+    with pytest.raises(ValueError, match="remove the final MySoftmax"):
+        bn.Sequential([bn.Dense(3), MySoftmax()])
     bn.Sequential([bn.Dense(3), bn.Softmax()], loss="mse")  # a softmax output fitted by squared error is fine
 
 
@@ -373,6 +379,10 @@ def test_pandas_missing_values_are_named_as_such():
             net.fit(X.fillna(0.0), y, epochs=1)  # pandas.NA cannot even be sorted: named before np.unique
     ints = pd.DataFrame({"a": pd.array([1, 2, 3, 4], dtype="Int64"), "b": [1.0, 2.0, 3.0, 4.0]})
     assert net.fit(ints, [0, 1, 0, 1], epochs=1).stop_reason == "completed"
+    with pytest.raises(ValueError, match="must be 2-D"):  # a 1-D nullable column: no TypeError from its dtype
+        net.predict(pd.Series([1.0, None], dtype="Float64"))
+    with pytest.raises(ValueError, match="must be numeric"):
+        net.predict(pd.Series(["a", "b"], dtype="string"))
 
 
 @pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan"), float("inf")])

@@ -299,6 +299,28 @@ def test_fit_after_an_interrupt_continues_as_if_the_epoch_never_started(blobs):
     np.testing.assert_array_equal(resumed.flat_params, straight.flat_params)
     for name, buf in straight.optimizer.state.items():
         np.testing.assert_array_equal(resumed.optimizer.state[name], buf)
+    assert resumed.history_["loss"] == straight.history_["loss"]
+
+
+def test_an_interrupt_inside_on_epoch_end_also_takes_back_that_epochs_record(blobs):
+    # e.g. Ctrl-C while a checkpoint callback writes: the epoch's record is already in the History, but the
+    # weights go back to the epoch's start, so the record must go too (a later fit would repeat the epoch)
+    X, y = blobs
+
+    class CtrlCAtEpochEnd(bn.Callback):
+        def on_epoch_end(self, state):
+            if state.epoch == 1:
+                raise KeyboardInterrupt
+
+    straight = _net(0)
+    straight.fit(X, y, epochs=3, batch_size=16)
+    resumed = _net(0)
+    with pytest.warns(RuntimeWarning, match="training interrupted"):
+        history = resumed.fit(X, y, epochs=3, batch_size=16, callbacks=[CtrlCAtEpochEnd()])
+    assert len(history) == len(resumed.history_) == 1
+    resumed.fit(X, y, epochs=2, batch_size=16)
+    np.testing.assert_array_equal(resumed.flat_params, straight.flat_params)
+    assert resumed.history_["loss"] == straight.history_["loss"]
 
 
 @pytest.mark.parametrize("batch_size", [1, 7, 64])
@@ -463,7 +485,7 @@ def test_label_and_argument_errors_say_what_to_do(blobs):
         net.fit(X, np.eye(3)[y], epochs=1)
     with pytest.raises(ValueError, match="validation y has labels \\[7\\]"):
         net.fit(X, y, epochs=1, validation_data=(X[:5], np.full(5, 7)))
-    for bad in ("64", 2.5, True, None):
+    for bad in ("64", 2.5, True, np.True_, None):
         with pytest.raises(ValueError, match="batch_size must be a positive integer"):
             net.fit(X, y, batch_size=bad)
     assert len(_net(0).fit(X, y, epochs=1, batch_size=np.int64(16), verbose=0)) == 1

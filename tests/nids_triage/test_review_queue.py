@@ -146,13 +146,13 @@ def test_acknowledged_adds_survive_kill_9(tmp_path):
 def test_identical_flows_share_an_item_that_counts_where_it_was_seen(queue):
     assert queue.add_many([item(0), item(0, line=7)]) == 1  # the same flow on two lines of one run
     assert queue.add_many([item(0), item(0, line=7)]) == 0  # the same file scored again: nothing new
-    assert queue.get(1).sightings == 2
+    assert queue.get(1).n_sightings == 2
     assert queue.add_many([item(0, source_file="next-hour.csv", line=3)]) == 0  # it recurs in another file
-    assert queue.get(1).sightings == 3 and queue.list()[0].sightings == 3
+    assert queue.get(1).n_sightings == 3 and queue.list()[0].n_sightings == 3
     assert [(s["source_file"], s["line"]) for s in queue.sightings(1)] == [
         ("flows.csv", 1), ("flows.csv", 7), ("next-hour.csv", 3)]
     queue.add_many([{"model_id": "m", "features": [1]}, {"model_id": "m", "features": [1]}])  # no place given
-    assert queue.get(2).sightings == 1
+    assert queue.get(2).n_sightings == 1
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         queue._conn.execute("UPDATE sightings SET line = 99")
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
@@ -160,7 +160,7 @@ def test_identical_flows_share_an_item_that_counts_where_it_was_seen(queue):
     buffer = io.StringIO()
     queue.export_jsonl(buffer)
     first = json.loads(buffer.getvalue().splitlines()[0])
-    assert first["sightings"] == 3 and [s["line"] for s in first["seen_at"]] == [1, 7, 3]
+    assert first["n_sightings"] == 3 and [s["line"] for s in first["sightings"]] == [1, 7, 3]
 
 
 def test_a_queue_from_before_sightings_is_upgraded_in_place(tmp_path):
@@ -172,7 +172,7 @@ def test_a_queue_from_before_sightings_is_upgraded_in_place(tmp_path):
     conn.executescript("DROP TRIGGER sightings_no_delete; DROP TABLE sightings; PRAGMA user_version = 0;")
     conn.close()
     with ReviewQueue(db) as q:
-        assert [it.sightings for it in q.list()] == [1, 1]
+        assert [it.n_sightings for it in q.list()] == [1, 1]
         assert q.sightings(2) == [{"source_file": "flows.csv", "line": 2, "seen_at": q.get(2).created_at}]
         assert q.get(1).verdict == "normal"  # nothing else touched
         assert q._conn.execute("PRAGMA user_version").fetchone()[0] == 1
@@ -182,3 +182,13 @@ def test_a_queue_from_before_sightings_is_upgraded_in_place(tmp_path):
     conn.close()
     with pytest.raises(sqlite3.DatabaseError, match="version 99 is newer"):
         ReviewQueue(db)
+    newer = tmp_path / "newer.db"
+    conn = sqlite3.connect(newer)
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    with pytest.raises(sqlite3.DatabaseError, match="version 2 is newer"):
+        ReviewQueue(newer)
+    conn = sqlite3.connect(newer)  # refused before anything was written into it
+    assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+    conn.close()
