@@ -163,32 +163,34 @@ def test_identical_flows_share_an_item_that_counts_where_it_was_seen(queue):
     assert first["n_sightings"] == 3 and [s["line"] for s in first["sightings"]] == [1, 7, 3]
 
 
+def _sql(db, script):
+    """Run ``script`` on the SQLite file ``db`` directly, as another program would; return how many schema
+    objects (tables, indexes, triggers) it then holds."""
+    conn = sqlite3.connect(db)
+    try:
+        conn.executescript(script)
+        return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    finally:
+        conn.close()
+
+
 def test_a_queue_from_before_sightings_is_upgraded_in_place(tmp_path):
     db = tmp_path / "old.db"
     with ReviewQueue(db) as q:
         q.add_many([item(0), item(1)])
         q.label(1, "normal")
-    conn = sqlite3.connect(db)  # make it what an older nids-triage wrote: no sightings table, version 0
-    conn.executescript("DROP TRIGGER sightings_no_delete; DROP TABLE sightings; PRAGMA user_version = 0;")
-    conn.close()
+    # make it what an older nids-triage wrote: no sightings table, version 0
+    _sql(db, "DROP TRIGGER sightings_no_delete; DROP TABLE sightings; PRAGMA user_version = 0;")
     with ReviewQueue(db) as q:
         assert [it.n_sightings for it in q.list()] == [1, 1]
         assert q.sightings(2) == [{"source_file": "flows.csv", "line": 2, "seen_at": q.get(2).created_at}]
         assert q.get(1).verdict == "normal"  # nothing else touched
         assert q._conn.execute("PRAGMA user_version").fetchone()[0] == 1
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA user_version = 99")
-    conn.commit()
-    conn.close()
+    _sql(db, "PRAGMA user_version = 99;")
     with pytest.raises(sqlite3.DatabaseError, match="version 99 is newer"):
         ReviewQueue(db)
     newer = tmp_path / "newer.db"
-    conn = sqlite3.connect(newer)
-    conn.execute("PRAGMA user_version = 2")
-    conn.commit()
-    conn.close()
+    _sql(newer, "PRAGMA user_version = 2;")
     with pytest.raises(sqlite3.DatabaseError, match="version 2 is newer"):
         ReviewQueue(newer)
-    conn = sqlite3.connect(newer)  # refused before anything was written into it
-    assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
-    conn.close()
+    assert _sql(newer, "") == 0  # refused before anything (tables, triggers) was written into it
