@@ -7,6 +7,7 @@ unknown review item...), with a one-line ``nids-triage: error: ...`` on stderr a
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sqlite3
 import sys
@@ -60,13 +61,13 @@ def _train_parser(sub):
     goal.add_argument("--target-accuracy", type=_share, metavar="ACC",
                       help="review as few flows as needed for the auto-decided ones to reach this accuracy")
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
-    p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs)
+    p.add_argument("--epochs", type=_positive, default=_DEFAULTS.epochs)
     p.add_argument("--hidden", type=_widths, default=_DEFAULTS.hidden, metavar="W1,W2",
                    help="hidden layer widths (default 64,32)")
-    p.add_argument("--dropout", type=float, default=_DEFAULTS.dropout)
-    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size)
-    p.add_argument("--learning-rate", type=float, default=_DEFAULTS.learning_rate)
-    p.add_argument("--patience", type=int, default=_DEFAULTS.patience, help="early-stopping patience (epochs)")
+    p.add_argument("--dropout", type=_rate, default=_DEFAULTS.dropout)
+    p.add_argument("--batch-size", type=_positive, default=_DEFAULTS.batch_size)
+    p.add_argument("--learning-rate", type=_positive_real, default=_DEFAULTS.learning_rate)
+    p.add_argument("--patience", type=_positive, default=_DEFAULTS.patience, help="early-stopping patience (epochs)")
     p.add_argument("--validation-fraction", type=_share, default=_DEFAULTS.validation_fraction)
     p.add_argument("--novelty-false-alarm", type=_share, default=_DEFAULTS.novelty_false_alarm,
                    help="share of ordinary validation flows the novelty detector may flag")
@@ -129,10 +130,10 @@ def _retrain_parser(sub):
     p.add_argument("--with-reviews", action="store_true", help="use the queue's closed verdicts (required)")
     p.add_argument("--queue", help="review queue (default: reviews.db next to the model)")
     p.add_argument("--out", required=True, help="new model file")
-    p.add_argument("--epochs", type=int, default=3, help="fine-tuning passes over the mix (default 3)")
-    p.add_argument("--replay", type=int, default=20000, help="training flows replayed beside the reviews")
-    p.add_argument("--review-weight", type=float, default=2.0, help="loss weight of a reviewed flow")
-    p.add_argument("--learning-rate", type=float, help="fine-tuning learning rate (default: the model's)")
+    p.add_argument("--epochs", type=_positive, default=3, help="fine-tuning passes over the mix (default 3)")
+    p.add_argument("--replay", type=_count, default=20000, help="training flows replayed beside the reviews")
+    p.add_argument("--review-weight", type=_positive_real, default=2.0, help="loss weight of a reviewed flow")
+    p.add_argument("--learning-rate", type=_positive_real, help="fine-tuning learning rate (default: the model's)")
     p.add_argument("--seed", type=int, default=0)
     _data_args(p)
 
@@ -141,7 +142,7 @@ def _demo_parser(sub):
     p = sub.add_parser("demo", help="the whole capstone end to end on NSL-KDD (about a minute on 2 cores)")
     _data_args(p, train_file=False)
     p.add_argument("--out-dir", default="runs/demo")
-    p.add_argument("--seeds", type=int, default=3, help="training seeds to average over (default 3)")
+    p.add_argument("--seeds", type=_positive, default=3, help="training seeds to average over (default 3)")
     p.add_argument("--fast", action="store_true", help="one seed, 3 epochs: a smoke run in well under a minute")
     p.add_argument("--review-budget", type=_budget, default=_DEFAULTS.review_budget)
     p.add_argument("--label-reviews", type=int, default=200,
@@ -150,7 +151,10 @@ def _demo_parser(sub):
 
 # ---------------------------------------------------------------------------------------- parsing
 def _share(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text}")
     return value
@@ -170,6 +174,30 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
+def _positive_real(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = _share(text)
+    if value >= 1.0:
+        raise argparse.ArgumentTypeError(f"a dropout rate must be below 1, got {text}")
     return value
 
 

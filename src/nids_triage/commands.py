@@ -1,6 +1,7 @@
 """Bodies of the ``nids-triage`` commands (parsing lives in cli.py). These functions do the file I/O."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -187,15 +188,18 @@ def default_scored_path(flows) -> str:
 
 
 def score_to_queue(model, flows, out, queue, *, on_bad_row="error", mc_samples=0):
-    """Score ``flows``, write the scored CSV atomically, queue deferred flows (None = no queue)."""
-    table, scored, columns = score_file(model, flows, on_bad_row=on_bad_row, mc_samples=mc_samples)
-    model_id = model.model_id
-    text = scored_csv_text(model_id, table, scored, columns)
-    write_text(out, text)
-    added = None
-    if queue is not None:
-        with ReviewQueue(queue) as q:
-            added = q.add_many(review_items(model_id, table, scored, columns))
+    """Score ``flows``, queue the deferred flows (None = no queue), then write the scored CSV atomically.
+
+    The queue is opened before the scoring (a bad ``--queue`` fails before any work) and committed before the
+    output is written: a crash in between leaves queued flows and no new output, and scoring the file again
+    queues nothing twice. The other order could leave an output whose flow keys point at nothing.
+    """
+    with contextlib.ExitStack() as stack:
+        q = None if queue is None else stack.enter_context(ReviewQueue(queue))
+        table, scored, columns = score_file(model, flows, on_bad_row=on_bad_row, mc_samples=mc_samples)
+        model_id = model.model_id
+        added = None if q is None else q.add_many(review_items(model_id, table, scored, columns))
+    write_text(out, scored_csv_text(model_id, table, scored, columns))
     return table, scored, added
 
 
@@ -286,8 +290,9 @@ def retrain(args) -> int:
 
 def retrain_summary(s, out, model_id) -> str:
     lines = [f"wrote {out} (model id {model_id}, was {s['previous_model_id']})",
-             f"  reviews: {s['n_closed']} closed, {s['n_used']} used, {s['n_unusable_features']} unusable "
-             f"(invalid features), {s['n_unmapped_verdict']} with a verdict the model cannot learn",
+             f"  reviews: {s['n_closed']} closed ({s.get('n_other_models', 0)} deferred by other models), "
+             f"{s['n_used']} used, {s['n_unusable_features']} unusable (invalid features), "
+             f"{s['n_unmapped_verdict']} with a verdict the model cannot learn",
              f"  fine-tuned {s['epochs']} epochs on {s['replay']:,} replayed training flows + the reviewed ones "
              f"(weight {s['review_weight']:g})",
              f"  {'validation':<26}{'before':>10}{'after':>10}"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -62,10 +63,17 @@ class TrainConfig:
 
 
 def _check_config(config: TrainConfig) -> None:
-    """Fail before training, not after: the goal, the ensemble size, the split."""
+    """Fail before training, not after: the goal, the sizes, the rates, the split."""
     DeferralPolicy(review_budget=config.review_budget, target_accuracy=config.target_accuracy)
-    if int(config.members) < 1:
-        raise ValueError(f"members must be >= 1, got {config.members}")
+    for name in ("members", "epochs", "batch_size", "patience"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    if not (isinstance(config.learning_rate, (int, float)) and math.isfinite(config.learning_rate)
+            and config.learning_rate > 0):
+        raise ValueError(f"learning_rate must be a finite number > 0, got {config.learning_rate!r}")
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {config.dropout!r}")
     if not 0.0 < config.validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in (0, 1), got {config.validation_fraction}")
 

@@ -21,6 +21,8 @@ Verdict mapping (the network predicts attack names; a verdict may be coarser or 
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 import barenet as bn
@@ -94,6 +96,13 @@ def fine_tune(model: TriageModel, reviews: list, train_table, *, epochs: int = 3
 
     ``reviews``: ReviewQueue.closed_verdicts() entries. ``train_table``: the flows the model was trained on.
     """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
+    if isinstance(replay, bool) or not isinstance(replay, int) or replay < 0:
+        raise ValueError(f"replay must be a whole number >= 0, got {replay!r}")
+    for name, value in (("review_weight", review_weight), ("learning_rate", learning_rate)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     net, enc, cfg = model.network, model.encoder, model.config
     table, usable = table_from_features([r["features"] for r in reviews])
     encoded = enc.transform(table)
@@ -108,6 +117,8 @@ def fine_tune(model: TriageModel, reviews: list, train_table, *, epochs: int = 3
     keep = fine_rev != ""
     X_rev, y_rev = encoded.X[keep], fine_rev[keep].astype(str)
     summary = {"n_closed": len(reviews), "n_used": int(keep.sum()), "n_unusable_features": int((~usable).sum()),
+               # a verdict is about the flow, whichever model deferred it: those of other models count too
+               "n_other_models": sum(r["model_id"] != model.model_id for r in reviews),
                "n_unmapped_verdict": int((usable & ~keep).sum()),
                "fine_labels": {str(k): int(v) for k, v in zip(*np.unique(y_rev, return_counts=True), strict=True)}}
     if not keep.any():

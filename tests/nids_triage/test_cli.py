@@ -252,3 +252,24 @@ def test_an_unterminated_quote_stops_at_the_line_that_opened_it(work, capsys, mo
                        "--on-bad-row", mode, "--out", work / "quote.scored.csv")
     assert code == 2 and "quote.csv: line 3: malformed CSV" in err and "unterminated quote" in err
     assert not (work / "quote.scored.csv").exists()
+
+
+def test_numeric_options_are_checked_by_argparse(work, capsys):
+    # each was accepted before: --epochs 0 wrote an untrained model, retrain --epochs 0 crashed, --learning-rate
+    # nan "retrained" nothing, --replay -5 gave a NumPy message
+    bad = [("train", "--epochs", "0"), ("train", "--learning-rate", "nan"), ("train", "--batch-size", "0"),
+           ("train", "--dropout", "1"), ("retrain", "--epochs", "0"), ("retrain", "--learning-rate", "0"),
+           ("retrain", "--replay", "-5"), ("retrain", "--review-weight", "-3"), ("demo", "--seeds", "0")]
+    for command, option, value in bad:
+        with pytest.raises(SystemExit) as exc:
+            main([command, option, value])
+        assert exc.value.code == 2
+        assert f"argument {option}" in capsys.readouterr().err
+
+
+def test_a_bad_queue_fails_before_the_scored_file_is_written(work, capsys):
+    out = work / "never.scored.csv"
+    code, _, err = run(capsys, "score", work / "flows.csv", "--model", work / "model.npz", "--queue",
+                       work / "flows.csv", "--out", out)
+    assert code == 2 and "not a review queue" in err
+    assert not out.exists()  # before: the output was written, its flow keys pointing at nothing queued

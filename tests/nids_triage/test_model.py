@@ -163,8 +163,12 @@ def test_task_is_part_of_the_model_identity(model):
 
 def test_bad_settings_fail_before_any_training():
     table = synthetic_table(np.random.default_rng(0), 200)
-    with pytest.raises(ValueError, match="members must be >= 1"):
+    with pytest.raises(ValueError, match="members must be a whole number >= 1"):
         TriageModel.train(table, "5class", small_config(members=0))
+    for name, value in (("epochs", 0), ("batch_size", -1), ("patience", 0), ("learning_rate", float("nan")),
+                        ("learning_rate", 0.0), ("dropout", 1.0)):
+        with pytest.raises(ValueError, match=f"{name} must be"):  # e.g. --set epochs=0: an untrained model
+            TriageModel.train(table, "5class", small_config(**{name: value}))
     with pytest.raises(ValueError, match="review_budget must be in"):
         TriageModel.train(table, "5class", small_config(review_budget=1.0))
     table.attack[0] = "zz_unknown"  # fits the array's fixed-width str dtype
