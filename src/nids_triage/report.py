@@ -46,7 +46,7 @@ def _summary_table(m) -> str:
             ("macro-F1", _num(m["macro_f1"])), ("sent to review", f"{_pct(m['review_share'])} ({m['n_review']:,})"),
             ("accuracy of auto-decided flows", _pct(m["auto_accuracy"])),
             ("accuracy of the model's guess on reviewed flows", _pct(m["review_accuracy"])),
-            ("ECE (calibrated, this split)", _num(m["ece"])), ("invalid rows", str(m["n_invalid"]))]
+            ("ECE (calibrated, this split)", _num(m["ece"])), ("invalid rows", f"{m['n_invalid']:,}")]
     return "<h2>Summary</h2>" + _table(("metric", "value"), rows)
 
 
@@ -54,7 +54,9 @@ def _calibration_table(m) -> str:
     v = m.get("validation") or {}
     rows = [("ECE", _num(v.get("ece_before")), _num(v.get("ece_after"))),
             ("NLL", _num(v.get("nll_before")), _num(v.get("nll_after")))]
-    note = (f"<p class='note'>Temperature T = {_num(v.get('temperature'))}, fitted on {v.get('n_flows')} validation "
+    n_val = v.get("n_flows")
+    note = (f"<p class='note'>Temperature T = {_num(v.get('temperature'))}, fitted on "
+            f"{'n/a' if n_val is None else f'{n_val:,}'} validation "
             "flows of the training file; T only rescales confidence, it never changes a prediction.</p>")
     return "<h2>Calibration on validation data</h2>" + _table(("", "before (T = 1)", "after"), rows) + note
 
@@ -63,9 +65,9 @@ def _unseen_table(m) -> str:
     u = m.get("unseen_attacks") or {}
     if not u.get("count"):
         return ""
-    rows = [(name, str(s["count"]), str(s["caught"]), _pct(s["caught"] / s["count"]))
+    rows = [(name, f"{s['count']:,}", f"{s['caught']:,}", _pct(s["caught"] / s["count"]))
             for name, s in u["by_attack"].items()]
-    rows.append(("all unseen attacks", str(u["count"]), str(u["caught"]), _pct(u["share_flagged_or_reviewed"])))
+    rows.append(("all unseen attacks", f"{u['count']:,}", f"{u['caught']:,}", _pct(u["share_flagged_or_reviewed"])))
     return ("<h2>Attacks never seen in training</h2><p class='note'>Caught = predicted as an attack or sent to "
             "review (not auto-labelled normal).</p>" + _table(("attack", "flows", "caught", "share"), rows))
 
@@ -78,7 +80,7 @@ def _per_class_table(m) -> str:
 
 def _model_table(m) -> str:
     info = m.get("model") or {}
-    rows = [(k, str(v)) for k, v in info.items() if k != "classes"]
+    rows = [(k, _value(v)) for k, v in info.items() if k != "classes"]
     return "<h2>Model</h2>" + _table(("", ""), rows) if rows else ""
 
 
@@ -137,11 +139,16 @@ def _learning_curves(ax, history):
             if any(isinstance(v, (int, float)) for v in vals):
                 axis.plot(epochs, [v if isinstance(v, (int, float)) else np.nan for v in vals], style, color=color,
                           alpha=1.0 if len(histories) == 1 else 0.5, label=key if m == 0 else None)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (weighted, train / validation)")
     twin.set_ylabel("accuracy")
     lines, more = ax.get_legend_handles_labels(), twin.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="center right")
+    # below the plot, in one row: inside it, the legend covered the curves
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18),
+              ncol=4, frameon=False)
     members = f" ({len(histories)} ensemble members)" if len(histories) > 1 else ""
     ax.set_title("learning curves" + members)
 
@@ -223,3 +230,10 @@ def _pct(x) -> str:
 
 def _num(x) -> str:
     return "n/a" if x is None else f"{x:.4f}"
+
+
+def _value(x) -> str:
+    """A model-table cell: floats to 4 decimals (as everywhere in the report), None as n/a."""
+    if x is None:
+        return "n/a"
+    return _num(x) if isinstance(x, float) else str(x)
