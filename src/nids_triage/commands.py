@@ -1,9 +1,9 @@
 """Bodies of the ``nids-triage`` commands (parsing lives in cli.py). These functions do the file I/O."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -190,15 +190,22 @@ def default_scored_path(flows) -> str:
 def score_to_queue(model, flows, out, queue, *, on_bad_row="error", mc_samples=0):
     """Score ``flows``, queue the deferred flows (None = no queue), then write the scored CSV atomically.
 
-    The queue is opened before the scoring (a bad ``--queue`` fails before any work) and committed before the
-    output is written: a crash in between leaves queued flows and no new output, and scoring the file again
-    queues nothing twice. The other order could leave an output whose flow keys point at nothing.
+    An existing queue is checked before the scoring (a bad ``--queue`` fails before any work; a missing one is
+    created only once there is something to add). The queue is committed before the output is written: a crash
+    in between leaves queued flows and no new output, and scoring the file again queues nothing twice. The other
+    order could leave an output whose flow keys point at nothing.
     """
-    with contextlib.ExitStack() as stack:
-        q = None if queue is None else stack.enter_context(ReviewQueue(queue))
-        table, scored, columns = score_file(model, flows, on_bad_row=on_bad_row, mc_samples=mc_samples)
-        model_id = model.model_id
-        added = None if q is None else q.add_many(review_items(model_id, table, scored, columns))
+    if queue is not None and Path(queue).exists():
+        ReviewQueue(queue).close()
+    table, scored, columns = score_file(model, flows, on_bad_row=on_bad_row, mc_samples=mc_samples)
+    model_id = model.model_id
+    added = None
+    if queue is not None:
+        try:
+            with ReviewQueue(queue) as q:
+                added = q.add_many(review_items(model_id, table, scored, columns))
+        except sqlite3.OperationalError as exc:  # e.g. locked by a long transaction elsewhere
+            raise CliError(f"{queue}: {exc}; nothing was queued and no output written: score the file again") from None
     write_text(out, scored_csv_text(model_id, table, scored, columns))
     return table, scored, added
 

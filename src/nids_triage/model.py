@@ -72,8 +72,13 @@ def _check_config(config: TrainConfig) -> None:
     if not (isinstance(config.learning_rate, (int, float)) and math.isfinite(config.learning_rate)
             and config.learning_rate > 0):
         raise ValueError(f"learning_rate must be a finite number > 0, got {config.learning_rate!r}")
-    if not 0.0 <= config.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {config.dropout!r}")
+    rates = config.dropout if isinstance(config.dropout, (list, tuple)) else [config.dropout]
+    if isinstance(config.dropout, (list, tuple)) and len(rates) != len(config.hidden):
+        raise ValueError(f"dropout must be one rate or one per hidden layer ({len(config.hidden)}), "
+                         f"got {config.dropout!r}")
+    for rate in rates:  # None: no dropout, as in build_mlp
+        if rate is not None and not (isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 <= rate < 1):
+            raise ValueError(f"dropout must be a rate in [0, 1) or one per hidden layer, got {config.dropout!r}")
     if not 0.0 < config.validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in (0, 1), got {config.validation_fraction}")
 

@@ -104,6 +104,7 @@ def fine_tune(model: TriageModel, reviews: list, train_table, *, epochs: int = 3
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     net, enc, cfg = model.network, model.encoder, model.config
+    model_id = model.model_id  # a hash of every weight: once, not per review
     table, usable = table_from_features([r["features"] for r in reviews])
     encoded = enc.transform(table)
     usable &= ~encoded.invalid_value
@@ -118,7 +119,7 @@ def fine_tune(model: TriageModel, reviews: list, train_table, *, epochs: int = 3
     X_rev, y_rev = encoded.X[keep], fine_rev[keep].astype(str)
     summary = {"n_closed": len(reviews), "n_used": int(keep.sum()), "n_unusable_features": int((~usable).sum()),
                # a verdict is about the flow, whichever model deferred it: those of other models count too
-               "n_other_models": sum(r["model_id"] != model.model_id for r in reviews),
+               "n_other_models": sum(r["model_id"] != model_id for r in reviews),
                "n_unmapped_verdict": int((usable & ~keep).sum()),
                "fine_labels": {str(k): int(v) for k, v in zip(*np.unique(y_rev, return_counts=True), strict=True)}}
     if not keep.any():

@@ -254,12 +254,13 @@ def test_an_unterminated_quote_stops_at_the_line_that_opened_it(work, capsys, mo
     assert not (work / "quote.scored.csv").exists()
 
 
-def test_numeric_options_are_checked_by_argparse(work, capsys):
+def test_numeric_options_are_checked_by_argparse(work, capsys, tmp_path, monkeypatch):
     # each was accepted before: --epochs 0 wrote an untrained model, retrain --epochs 0 crashed, --learning-rate
     # nan "retrained" nothing, --replay -5 gave a NumPy message
     bad = [("train", "--epochs", "0"), ("train", "--learning-rate", "nan"), ("train", "--batch-size", "0"),
            ("train", "--dropout", "1"), ("retrain", "--epochs", "0"), ("retrain", "--learning-rate", "0"),
            ("retrain", "--replay", "-5"), ("retrain", "--review-weight", "-3"), ("demo", "--seeds", "0")]
+    monkeypatch.chdir(tmp_path)  # if a value were accepted, train would write its default model.npz here
     for command, option, value in bad:
         with pytest.raises(SystemExit) as exc:
             main([command, option, value])
@@ -273,3 +274,8 @@ def test_a_bad_queue_fails_before_the_scored_file_is_written(work, capsys):
                        work / "flows.csv", "--out", out)
     assert code == 2 and "not a review queue" in err
     assert not out.exists()  # before: the output was written, its flow keys pointing at nothing queued
+    # a scoring that fails creates no queue file
+    bad = work / "bad_for_queue.csv"
+    bad.write_text((work / "flows.csv").read_text().replace(",tcp,", ",tcp,12kb,", 1))
+    code, _, _ = run(capsys, "score", bad, "--model", work / "model.npz", "--queue", work / "fresh.db", "--out", out)
+    assert code == 2 and not (work / "fresh.db").exists()

@@ -166,7 +166,7 @@ def test_bad_settings_fail_before_any_training():
     with pytest.raises(ValueError, match="members must be a whole number >= 1"):
         TriageModel.train(table, "5class", small_config(members=0))
     for name, value in (("epochs", 0), ("batch_size", -1), ("patience", 0), ("learning_rate", float("nan")),
-                        ("learning_rate", 0.0), ("dropout", 1.0)):
+                        ("learning_rate", 0.0), ("dropout", 1.0), ("dropout", "x"), ("dropout", (0.1, 0.2))):
         with pytest.raises(ValueError, match=f"{name} must be"):  # e.g. --set epochs=0: an untrained model
             TriageModel.train(table, "5class", small_config(**{name: value}))
     with pytest.raises(ValueError, match="review_budget must be in"):
@@ -174,6 +174,14 @@ def test_bad_settings_fail_before_any_training():
     table.attack[0] = "zz_unknown"  # fits the array's fixed-width str dtype
     with pytest.raises(ValueError, match="zz_unknown"):
         TriageModel.train(table, "5class", small_config())
+
+
+def test_per_layer_and_absent_dropout_are_valid_settings():
+    # build_mlp takes one rate per hidden layer, or None: the config check must let both through
+    from nids_triage.model import _check_config
+
+    for dropout in ((0.1, 0.3), [0.0, 0.2], None, 0.0):
+        _check_config(small_config(dropout=dropout, hidden=(8, 4)))
 
 
 def test_recalibrating_on_another_training_file_is_refused(model):
