@@ -150,55 +150,25 @@ def _demo_parser(sub):
 
 
 # ---------------------------------------------------------------------------------------- parsing
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text}")
-    return value
+def _checked(convert, ok, expected):
+    """An argparse type: ``convert(text)`` (int or float) that must satisfy ``ok``, else "expected ..."."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+    return parse
 
 
-def _budget(text: str) -> float:
-    value = _share(text)
-    if value >= 1.0:
-        raise argparse.ArgumentTypeError(f"a review budget must be below 1 (1 would review everything), got {text}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _count(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
-    return value
-
-
-def _positive_real(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
-    return value
-
-
-def _rate(text: str) -> float:
-    value = _share(text)
-    if value >= 1.0:
-        raise argparse.ArgumentTypeError(f"a dropout rate must be below 1, got {text}")
-    return value
+_share = _checked(float, lambda v: 0.0 <= v <= 1.0, "a share between 0 and 1")
+_budget = _checked(float, lambda v: 0.0 <= v < 1.0, "a review budget in [0, 1) (1 would review everything)")
+_rate = _checked(float, lambda v: 0.0 <= v < 1.0, "a dropout rate in [0, 1)")
+_count = _checked(int, lambda v: v >= 0, "a whole number >= 0")
+_positive = _checked(int, lambda v: v >= 1, "a whole number >= 1")
+_positive_real = _checked(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 
 
 def _widths(text: str) -> tuple:
