@@ -138,26 +138,31 @@ class ReviewQueue:
         self._conn.row_factory = sqlite3.Row
         try:
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]  # read before writing anything
-            if version > SCHEMA_VERSION:
-                raise sqlite3.DatabaseError(f"{self.path}: review queue version {version} is newer than this "
-                                            f"nids-triage understands ({SCHEMA_VERSION})")
+        except sqlite3.DatabaseError as exc:
+            self._refuse(exc)
+        if version > SCHEMA_VERSION:
+            self._conn.close()
+            raise sqlite3.DatabaseError(f"{self.path}: review queue version {version} is newer than this "
+                                        f"nids-triage understands ({SCHEMA_VERSION})")
+        try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.executescript(_SCHEMA)
-        except sqlite3.OperationalError as exc:  # locked, read-only, unreadable: a real queue, a real problem
-            self._conn.close()
-            raise sqlite3.OperationalError(f"{self.path}: {exc}") from None
-        except sqlite3.DatabaseError as exc:  # e.g. a CSV passed as --queue: say which file
-            self._conn.close()
-            if str(exc).startswith(self.path):
-                raise
-            raise sqlite3.DatabaseError(f"{self.path}: not a review queue ({exc})") from None
+        except sqlite3.DatabaseError as exc:
+            self._refuse(exc)
         if version < 1:
             with self._transaction() as conn:  # a queue from before sightings: each item was seen where it was added
                 conn.execute("INSERT OR IGNORE INTO sightings (item_id, source_file, line, seen_at) "
                              "SELECT id, COALESCE(source_file, ''), COALESCE(line, -1), created_at FROM items")
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _refuse(self, exc: sqlite3.DatabaseError):
+        """Close and re-raise an opening error with the file's name in it."""
+        self._conn.close()
+        if isinstance(exc, sqlite3.OperationalError):  # locked, read-only, unreadable: a real queue, a real problem
+            raise sqlite3.OperationalError(f"{self.path}: {exc}") from None
+        raise sqlite3.DatabaseError(f"{self.path}: not a review queue ({exc})") from None  # e.g. a CSV as --queue
 
     def close(self) -> None:
         self._conn.close()
