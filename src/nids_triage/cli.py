@@ -109,8 +109,10 @@ def _review_parser(sub):
     parents.add_argument("--model", help="model whose queue (reviews.db beside it) to use")
     lst = rsub.add_parser("list", parents=[parents], help="list queued flows")
     lst.add_argument("--status", choices=STATUSES)
-    lst.add_argument("--limit", type=int, default=50)
-    lst.add_argument("--offset", type=int, default=0)
+    lst.add_argument("--model-id", help="only items deferred by the model whose id starts with this "
+                     "(the 'model' column; 'train' and 'retrain' print the full id)")
+    lst.add_argument("--limit", type=_count, default=50)
+    lst.add_argument("--offset", type=_count, default=0)
     show = rsub.add_parser("show", parents=[parents], help="one item with its features and history")
     show.add_argument("id", type=int)
     start = rsub.add_parser("start", parents=[parents], help="pick an item up: new -> in_review")

@@ -223,13 +223,14 @@ def review(args) -> int:
 
 
 def _review_list(q, args) -> int:
-    items = q.list(status=args.status, limit=args.limit, offset=args.offset)
-    print(f"{'id':>6}  {'status':<9}  {'predicted':<12}  {'conf':>6}  {'seen':>5}  {'verdict':<12}  reasons   "
-          "(first source:line)")
+    items = q.list(status=args.status, limit=args.limit, offset=args.offset, model_id=args.model_id)
+    print(f"{'id':>6}  {'status':<9}  {'model':<8}  {'predicted':<12}  {'conf':>6}  {'seen':>5}  {'verdict':<12}  "
+          "reasons   (first source:line)")
     for it in items:
         conf = "" if it.confidence is None else f"{it.confidence:.3f}"
-        print(f"{it.id:>6}  {it.status:<9}  {it.predicted_label or '-':<12}  {conf:>6}  {it.n_sightings:>5}  "
-              f"{it.verdict or '':<12}  {','.join(it.reasons)}   ({Path(it.source_file or '-').name}:{it.line})")
+        print(f"{it.id:>6}  {it.status:<9}  {it.model_id[:8]:<8}  {it.predicted_label or '-':<12}  {conf:>6}  "
+              f"{it.n_sightings:>5}  {it.verdict or '':<12}  {','.join(it.reasons)}   "
+              f"({Path(it.source_file or '-').name}:{it.line})")
     counts = q.counts()
     print(f"-- {len(items)} shown; queue: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0

@@ -259,13 +259,16 @@ class ReviewQueue:
             (item_id,)).fetchall()
         return [dict(r) for r in rows]
 
-    def list(self, status=None, limit=100, offset=0) -> list:
-        """Items in queue order (oldest first), optionally of one status."""
+    def list(self, status=None, limit=100, offset=0, model_id=None) -> list:
+        """Items in queue order (oldest first), optionally of one status and of the models whose id starts with
+        ``model_id`` (one queue can hold the items of a model and of its retrained successors)."""
         if status is not None and status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
+        prefix = None if model_id is None else str(model_id)
         rows = self._conn.execute(
-            f"{_SELECT_ITEMS} WHERE (? IS NULL OR status = ?) ORDER BY id LIMIT ? OFFSET ?",
-            (status, status, int(limit), int(offset))).fetchall()
+            f"{_SELECT_ITEMS} WHERE (? IS NULL OR status = ?) AND (? IS NULL OR substr(model_id, 1, length(?)) = ?) "
+            "ORDER BY id LIMIT ? OFFSET ?",
+            (status, status, prefix, prefix, prefix, int(limit), int(offset))).fetchall()
         return [_to_item(r) for r in rows]
 
     def history(self, item_id: int) -> list:

@@ -129,6 +129,12 @@ def test_review_commands_then_retrain(work, capsys):
     queue = work / "reviews.db"
     code, text, _ = run(capsys, "review", "list", "--queue", queue, "--status", "new", "--limit", "5")
     assert code == 0 and "queue: new" in text
+    model_id = TriageModel.load(work / "model.npz").model_id
+    assert f"  {model_id[:8]}  " in text.splitlines()[1]  # the model column
+    code, text, _ = run(capsys, "review", "list", "--queue", queue, "--model-id", model_id[:6])
+    assert code == 0 and len(text.splitlines()) > 2
+    code, text, _ = run(capsys, "review", "list", "--queue", queue, "--model-id", "not-a-model")
+    assert code == 0 and text.startswith("    id") and "-- 0 shown" in text
     code, text, _ = run(capsys, "review", "show", "1", "--model", work / "model.npz")  # queue beside the model
     item = json.loads(text)
     assert item["id"] == 1 and item["history"][0]["action"] == "added" and "service" in item["features"]

@@ -38,6 +38,15 @@ def test_add_is_idempotent(queue):
     assert first.status == "new" and first.created_at.endswith("+00:00")
 
 
+def test_list_filters_by_model_id_prefix(queue):
+    queue.add_many([item(0, model="a1b2c3d4e5f60718"), item(1, model="a1b2ffff00001111"), item(2, model="9f9f")])
+    assert [it.id for it in queue.list(model_id="a1b2")] == [1, 2]
+    assert [it.id for it in queue.list(model_id="a1b2c3")] == [1]
+    assert [it.id for it in queue.list(model_id="9f9f", status="new")] == [3]
+    assert queue.list(model_id="%") == [] and queue.list(model_id="a1b2", status="closed") == []  # no LIKE wildcards
+    assert len(queue.list()) == 3
+
+
 def test_invalid_batch_adds_nothing(queue):
     with pytest.raises(ValueError, match="review item 1: features"):
         queue.add_many([item(0), {"model_id": "m", "features": [float("nan")]}])
