@@ -28,7 +28,9 @@ from . import __version__
 from .history import History
 
 FORMAT_NAME = "barenet-model"
-FORMAT_VERSION = 1
+#: 2: Adam's state is its moving sums ``opt:m_sum``/``opt:v_sum``; version 1 files (``opt:m``/``opt:v``, the
+#: moving averages) still load, converted.
+FORMAT_VERSION = 2
 MANIFEST_KEY = "__manifest__"
 
 

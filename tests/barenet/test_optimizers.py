@@ -169,7 +169,7 @@ def test_state_dict_resumes_exactly(make):
 
 
 def test_load_state_dict_rejects_foreign_buffers():
-    with pytest.raises(ValueError, match=r"Adam state needs buffers \('m', 'v'\)"):
+    with pytest.raises(ValueError, match=r"Adam state needs buffers \('m_sum', 'v_sum'\)"):
         bn.Adam().load_state_dict({"step_count": 1, "buffers": {"velocity": np.zeros(2)}})
 
 
@@ -184,10 +184,55 @@ def test_lr_scale_multiplies_the_rate():
 def test_moments_are_flushed_before_they_become_subnormal():
     opt, p = bn.Adam(1e-3), np.zeros(3, dtype=np.float32)
     opt.step(p, np.array([1.0, 0.0, 0.0], dtype=np.float32))
-    opt.state["m"][1] = 1e-35  # would decay into float32's subnormal range
+    opt.state["m_sum"][1] = 1e-35  # would decay into float32's subnormal range
     for _ in range(99):
         opt.step(p, np.zeros(3, dtype=np.float32))
-    assert opt.step_count == 100 and opt.state["m"][1] == 0.0 and opt.state["m"][0] != 0.0
+    assert opt.step_count == 100 and opt.state["m_sum"][1] == 0.0 and opt.state["m_sum"][0] != 0.0
+
+
+def _textbook_adam(p, grads, lr, b1, b2, eps, weight_decay=0.0):
+    """Kingma & Ba's Algorithm 1 in float64, written the long way (moving averages, bias-corrected copies)."""
+    p, m, v = p.astype(np.float64), np.zeros(len(p)), np.zeros(len(p))
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+        p = p - lr * m_hat / (np.sqrt(v_hat) + eps)
+        p = p - lr * weight_decay * p
+    return p, m, v
+
+
+@pytest.mark.parametrize("cls", [bn.Adam, bn.AdamW])
+def test_adam_moving_sums_take_the_textbook_step(cls):
+    rng = np.random.default_rng(3)
+    grads = [rng.standard_normal(50) * 10.0 ** rng.integers(-4, 2) for _ in range(40)]
+    kwargs = dict(beta1=0.8, beta2=0.99, eps=1e-6) | ({"weight_decay": 0.1} if cls is bn.AdamW else {})
+    opt, p = cls(0.01, **kwargs), rng.standard_normal(50)
+    start = p.copy()
+    for g in grads:
+        opt.step(p, g.copy())
+    want, m, v = _textbook_adam(start, grads, 0.01, 0.8, 0.99, 1e-6, kwargs.get("weight_decay", 0.0))
+    np.testing.assert_allclose(p, want, rtol=1e-12, atol=1e-13)
+    # and the state is what its name says: the moving averages times 1 / (1 - beta)
+    np.testing.assert_allclose(opt.state["m_sum"] * (1 - 0.8), m, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(opt.state["v_sum"] * (1 - 0.99), v, rtol=1e-12, atol=1e-18)
+
+
+def test_adam_loads_a_textbook_state_as_moving_sums():
+    rng = np.random.default_rng(4)
+    grads = [rng.standard_normal(20) for _ in range(12)]
+    opt, p = bn.Adam(0.01), rng.standard_normal(20)
+    for g in grads[:6]:
+        opt.step(p, g.copy())
+    old_style = {"step_count": 6, "lr_scale": 1.0,  # what format-version-1 files hold: the moving averages
+                 "buffers": {"m": opt.state["m_sum"] * 0.1, "v": opt.state["v_sum"] * 0.001}}
+    twin, q = bn.Adam(0.01), p.copy()
+    twin.load_state_dict(old_style)
+    assert set(twin.state) == {"m_sum", "v_sum"}
+    for g in grads[6:]:
+        opt.step(p, g.copy())
+        twin.step(q, g.copy())
+    np.testing.assert_allclose(q, p, rtol=1e-12)
 
 
 def test_config_round_trip_and_names():

@@ -344,3 +344,32 @@ def test_a_re_signed_manifest_with_wrong_types_is_a_model_file_error(saved, tmp_
     _rewrite(path, other, replace={"__manifest__.npy": _with_manifest(manifest)})
     with pytest.raises(bn.ModelFileError):
         bn.load(other)
+
+
+def test_a_format_version_1_file_with_textbook_adam_moments_loads(saved, tmp_path):
+    """Version 1 saved Adam's moving averages as opt:m / opt:v; version 2 saves the moving sums."""
+    net, path = saved
+    manifest = _manifest_member(path)
+    assert {"opt:m_sum", "opt:v_sum"} <= set(manifest["arrays"])
+    b1, b2 = net.optimizer.beta1, net.optimizer.beta2
+    old = {"opt:m": net.optimizer.state["m_sum"] * np.float32(1 - b1),
+           "opt:v": net.optimizer.state["v_sum"] * np.float32(1 - b2)}
+    manifest["format_version"] = 1
+    for key in ("opt:m_sum", "opt:v_sum"):
+        del manifest["arrays"][key]
+    for key, value in old.items():
+        manifest["arrays"][key] = {"shape": list(value.shape), "dtype": value.dtype.str,
+                                   "sha256": serialization._sha256(value)}
+    v1 = tmp_path / "v1.npz"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(v1, "w") as zout:
+        for name in zin.namelist():
+            if name in ("opt:m_sum.npy", "opt:v_sum.npy"):
+                continue
+            zout.writestr(name, _with_manifest(manifest) if name == "__manifest__.npy" else zin.read(name))
+        for key, value in old.items():
+            zout.writestr(f"{key}.npy", _npy_bytes(value))
+    loaded = bn.load(v1)
+    assert set(loaded.optimizer.state) == {"m_sum", "v_sum"}
+    for name in ("m_sum", "v_sum"):
+        assert loaded.optimizer.state[name].dtype == np.float32
+        np.testing.assert_allclose(loaded.optimizer.state[name], net.optimizer.state[name], rtol=1e-6, atol=1e-30)
