@@ -36,6 +36,8 @@ def main(argv=None):
 
     import barenet as bn
 
+    from .inline_step import print_paired
+
     parser = argparse.ArgumentParser(prog="python -m benchmarks.adam_passes", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args(argv)
@@ -62,12 +64,8 @@ def main(argv=None):
                     t += 1
                     textbook_adam(q, grads, m, v, t)
                 times["textbook"].append((time.perf_counter() - tic) / steps)
-            ratios = [a / b for a, b in zip(times["textbook"], times["barenet"])]
-            print(f"Adam step, {n:,} float32 parameters, median (min) of {args.rounds} rounds")
-            for name, values in times.items():
-                print(f"  {name:9s} {np.median(values) * 1e6:8.1f} us  ({min(values) * 1e6:.1f})")
-            print(f"  textbook / barenet: {np.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
-
+            print_paired(f"Adam step, {n:,} float32 parameters, median (range) of {args.rounds} rounds", times,
+                         "textbook", "barenet")
 
 if __name__ == "__main__":
     main()

@@ -73,20 +73,18 @@ def inline_step_for(net, X, y):
             if i:
                 d = np.dot(d, Ws[i].T)
                 d = np.multiply(d, hs[i] > 0)
-        # Adam, bias correction folded into the step size
+        # Adam on its moving sums (as barenet's Adam): m = b1 m + g, v = b2 v + g^2, constants folded into the step
         t[0] += 1
         m *= b1
-        np.multiply(grads, 1.0 - b1, out=scratch)
-        m += scratch
+        m += grads
         np.multiply(grads, grads, out=scratch)
-        scratch *= 1.0 - b2
         v *= b2
         v += scratch
-        correction = math.sqrt(1.0 - b2 ** t[0])
+        c = math.sqrt((1.0 - b2) / (1.0 - b2 ** t[0]))
         np.sqrt(v, out=scratch)
-        scratch += eps * correction
+        scratch += eps / c
         np.divide(m, scratch, out=scratch)
-        scratch *= lr * correction / (1.0 - b1 ** t[0])
+        scratch *= lr * (1.0 - b1) / ((1.0 - b1 ** t[0]) * c)
         params -= scratch
         return loss
 
@@ -143,13 +141,18 @@ def main(argv=None):
         for _ in range(args.rounds):
             times["barenet"].append(best_of(step_library))
             times["inline"].append(best_of(step_inline))
-    ratios = [a / b for a, b in zip(times["barenet"], times["inline"])]
     shape = "-".join(map(str, [args.inputs, *args.hidden, args.classes]))
-    print(f"one Adam step, {shape}, batch {args.batch_size}, one BLAS thread; median (range) of {args.rounds} rounds")
-    for name, values in times.items():
-        print(f"  {name:8s} {np.median(values) * 1e6:7.1f} us  ({min(values) * 1e6:.1f}-{max(values) * 1e6:.1f})")
-    print(f"  barenet / inline: {np.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
+    print_paired(f"one Adam step, {shape}, batch {args.batch_size}, one BLAS thread; median (range) of {args.rounds} "
+                 "rounds", times, "barenet", "inline")
 
+
+def print_paired(title, times, slower, faster):
+    """Each system's median (range) per call, then the round-by-round ratio ``times[slower] / times[faster]``."""
+    print(title)
+    for name, values in times.items():
+        print(f"  {name:9s} {np.median(values) * 1e6:8.1f} us  ({min(values) * 1e6:.1f}-{max(values) * 1e6:.1f})")
+    ratios = [a / b for a, b in zip(times[slower], times[faster])]
+    print(f"  {slower} / {faster}: {np.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
 
 if __name__ == "__main__":
     main()
