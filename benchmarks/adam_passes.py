@@ -1,10 +1,13 @@
-"""barenet's Adam (moving sums, 10 whole-buffer passes) against the textbook form (moving averages, 12 passes).
+"""barenet's Adam (moving sums, 10 passes, cache-sized blocks) against the textbook form (moving averages, 12
+passes over the whole buffer) and against itself over the whole buffer at once.
 
     python -m benchmarks.adam_passes [--rounds 15]
 
-Both update float32 buffers of the NSL-KDD network's size (10,117 parameters) and of the MNIST network's
-(669,706), one BLAS thread, alternating round by round in one process; the ratio is paired by round. The
-textbook step is the one ``Adam`` used before it kept moving sums; the two take the same step (checked first).
+All three update float32 buffers of the NSL-KDD network's size (10,117 parameters) and of the MNIST network's
+(669,706), one BLAS thread, alternating round by round in one process; the ratios are paired by round. The
+textbook step is the one ``Adam`` used before it kept moving sums; "one block" is barenet's Adam with
+``step_block`` set to the whole buffer, as before steps ran in blocks of ``barenet.optimizers.STEP_BLOCK``
+(the small network's buffer is one block either way). All take the same step (checked first).
 """
 from __future__ import annotations
 
@@ -47,25 +50,33 @@ def main(argv=None):
             grads = rng.standard_normal(n).astype(np.float32)
             start = rng.standard_normal(n).astype(np.float32)
             ours, p = bn.Adam(1e-3), start.copy()
+            whole, r = bn.Adam(1e-3), start.copy()
+            whole.step_block = n
             q, m, v = start.copy(), np.zeros(n, np.float32), np.zeros(n, np.float32)
             for t in range(1, 4):
                 ours.step(p, grads.copy())
+                whole.step(r, grads.copy())
                 textbook_adam(q, grads, m, v, t)
-            if not np.allclose(p, q, rtol=1e-5, atol=1e-7):
-                raise SystemExit("barenet's Adam and the textbook step disagree")
-            times = {"textbook": [], "barenet": []}
+            if not (np.allclose(p, q, rtol=1e-5, atol=1e-7) and np.array_equal(p, r)):
+                raise SystemExit("barenet's Adam, in blocks or not, and the textbook step disagree")
+            times = {"textbook": [], "one block": [], "barenet": []}
+
+            def timed(step):
+                tic = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                return (time.perf_counter() - tic) / steps
+
             for _ in range(args.rounds):
-                tic = time.perf_counter()
-                for _ in range(steps):
-                    ours.step(p, grads)
-                times["barenet"].append((time.perf_counter() - tic) / steps)
-                tic = time.perf_counter()
-                for _ in range(steps):
-                    t += 1
-                    textbook_adam(q, grads, m, v, t)
-                times["textbook"].append((time.perf_counter() - tic) / steps)
+                times["barenet"].append(timed(lambda: ours.step(p, grads)))
+                times["one block"].append(timed(lambda: whole.step(r, grads)))
+                t0 = t
+                times["textbook"].append(timed(lambda: textbook_adam(q, grads, m, v, t0 + 1)))
+                t += 1
             print_paired(f"Adam step, {n:,} float32 parameters, median (range) of {args.rounds} rounds", times,
                          "textbook", "barenet")
+            ratios = [a / b for a, b in zip(times["one block"], times["barenet"])]
+            print(f"  one block / barenet: {np.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
 
 if __name__ == "__main__":
     main()

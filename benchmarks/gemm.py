@@ -13,6 +13,10 @@ would take if everything else were free. With ``row_blocks=True`` (one BLAS thre
 small-matrix kernels, as ``fit`` decides) the forward and dW products are cut into the same row blocks
 barenet's Dense uses (``barenet.blas.row_block``): there that is the faster way to do the same products,
 so it belongs to the floor.
+
+``library="torch"`` replays the same products with ``torch.mm`` on the same arrays (shared memory), under the
+thread count PyTorch was given: PyTorch's BLAS (MKL on x86) against NumPy's (OpenBLAS) on identical work,
+which is the gap no NumPy code can close on a network whose time is mostly matrix products.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import numpy as np
 
 
 def replay_training_gemms(n_rows: int, widths, batch_size: int, epochs: int, *, seed=0, dtype=np.float32,
-                          row_blocks: bool = False) -> float:
+                          row_blocks: bool = False, library: str = "numpy") -> float:
     """Seconds spent in the matrix products of ``epochs`` epochs of mini-batch training (see module doc)."""
     from barenet.blas import row_block, single_thread_products
 
@@ -44,24 +48,33 @@ def replay_training_gemms(n_rows: int, widths, batch_size: int, epochs: int, *, 
     else:
         blocks = {n: [n] * len(W) for n in shapes}
     scratch = [np.empty_like(w) for w in W]
+    matmul = np.matmul
+    if library == "torch":  # the same arrays, seen as tensors: the products below then run in PyTorch's BLAS
+        import torch
+
+        matmul = torch.mm
+        W, gW, scratch = ([torch.from_numpy(a) for a in arrays] for arrays in (W, gW, scratch))
+        shapes = {n: tuple([torch.from_numpy(a) for a in arrays] for arrays in pair) for n, pair in shapes.items()}
+    elif library != "numpy":
+        raise ValueError(f"library must be 'numpy' or 'torch', got {library!r}")
     tic = time.perf_counter()
     for _ in range(epochs):
         for n in sizes:
             (h, dz), block = shapes[n], blocks[n]
             for i, w in enumerate(W):  # forward
                 if block[i] == n:
-                    np.matmul(h[i], w, out=h[i + 1])
+                    matmul(h[i], w, out=h[i + 1])
                 else:
                     for s in range(0, n, block[i]):
-                        np.matmul(h[i][s:s + block[i]], w, out=h[i + 1][s:s + block[i]])
+                        matmul(h[i][s:s + block[i]], w, out=h[i + 1][s:s + block[i]])
             for i in range(len(W) - 1, -1, -1):  # backward
                 b = block[i]
                 if b == n:
-                    np.matmul(h[i].T, dz[i + 1], out=gW[i])
+                    matmul(h[i].T, dz[i + 1], out=gW[i])
                 else:
-                    np.matmul(h[i][:b].T, dz[i + 1][:b], out=gW[i])
+                    matmul(h[i][:b].T, dz[i + 1][:b], out=gW[i])
                     for s in range(b, n, b):
-                        gW[i] += np.matmul(h[i][s:s + b].T, dz[i + 1][s:s + b], out=scratch[i])
+                        gW[i] += matmul(h[i][s:s + b].T, dz[i + 1][s:s + b], out=scratch[i])
                 if i > 0:
-                    np.matmul(dz[i + 1], W[i].T, out=dz[i])
+                    matmul(dz[i + 1], W[i].T, out=dz[i])
     return time.perf_counter() - tic

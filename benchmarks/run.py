@@ -103,6 +103,8 @@ def workloads(mode: str, datasets: dict, systems) -> list[dict]:
                     epochs=epochs, threads=threads)
         jobs += [dict(base, kind="train", system=s) for s in TRAIN_SYSTEMS if s in systems]
         jobs.append(dict(base, kind="gemm", system="gemm", n_train=d["n_train"], n_inputs=d["n_inputs"]))
+        if any(s.startswith("torch") for s in systems):  # the same products in PyTorch's BLAS
+            jobs.append(dict(base, kind="gemm", system="gemm-torch", n_train=d["n_train"], n_inputs=d["n_inputs"]))
     d = datasets["nsl"]
     base = dict(task="infer", data=d["path"], hidden=[64, 32], n_classes=d["n_classes"], threads=1,
                 infer_threads=n_threads, calls_1=cfg["calls_1"], calls_64=cfg["calls_64"], bulk_rows=cfg["bulk_rows"])
@@ -150,8 +152,8 @@ def summarise(results: list[dict]) -> dict:
                 add(spec["task"], spec["system"], key, r[key], spec["seed"])
             add(spec["task"], spec["system"], "growth_mib", r["peak_rss_mib"] - r["start_rss_mib"])
         elif spec["kind"] == "gemm":
-            add(spec["task"], "gemm", "rows_per_s", r["rows_per_s"])
-            add(spec["task"], "gemm", "seconds", r["seconds"])
+            add(spec["task"], spec["system"], "rows_per_s", r["rows_per_s"])
+            add(spec["task"], spec["system"], "seconds", r["seconds"])
         else:
             for name in ("batch1", "batch64", "bulk"):
                 add(name, spec["system"], "rows_per_s", r[name]["rows_per_s"], spec["seed"])
@@ -215,7 +217,8 @@ def format_tables(summary: dict, meta: dict) -> str:
     lines += ["", "Matrix products alone (the same steps' GEMMs replayed on arrays of the same shapes; "
               "benchmarks/gemm.py):", "",
               "| workload | GEMM-only s/epoch | barenet s/epoch | share of barenet's time in GEMMs | "
-              + " / ".join(names[1:]) + " s/epoch |", "| --- | --- | --- | --- | --- |"]
+              + " / ".join(names[1:]) + " s/epoch | the same GEMMs in PyTorch's BLAS, s/epoch (NumPy's / PyTorch's) |",
+              "| --- | --- | --- | --- | --- | --- |"]
     for task in ("nsl_b64", "nsl_b256", "wide_b128"):
         row = summary.get(task, {})
         if "gemm" not in row or "barenet" not in row:
@@ -223,7 +226,11 @@ def format_tables(summary: dict, meta: dict) -> str:
         rows = meta["rows"][task]
         g, b = rows / row["gemm"]["rows_per_s"]["median"], rows / row["barenet"]["rows_per_s"]["median"]
         others = " / ".join(f"{rows / row[c[1]]['rows_per_s']['median']:.3f}" for c in cols if c[1] in row)
-        lines.append(f"| {TASK_TITLES[task]} | {g:.3f} | {b:.3f} | {g / b:.0%} | {others} |")
+        theirs = ""
+        if "gemm-torch" in row:
+            t = rows / row["gemm-torch"]["rows_per_s"]["median"]
+            theirs = f"{t:.3f} ({g / t:.2f}x)"
+        lines.append(f"| {TASK_TITLES[task]} | {g:.3f} | {b:.3f} | {g / b:.0%} | {others} | {theirs} |")
     return "\n".join(lines)
 
 
@@ -262,6 +269,13 @@ def machine_info() -> dict:
     return info
 
 
+def default_json_path(mode: str, utc_start) -> Path:
+    """A full run's results are named by their UTC start time (kept, quoted in the docs, never overwritten);
+    --quick and --tiny runs write one ``<mode>-latest.json`` that git ignores."""
+    stem = time.strftime("%Y-%m-%dT%H-%M", utc_start) if mode == "full" else f"{mode}-latest"
+    return REPO / "benchmarks" / "results" / f"{stem}.json"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small subsets and one repeat (< 1 minute)")
@@ -269,8 +283,9 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, help="repeats of every measurement (default: 3, quick: 1)")
     p.add_argument("--systems", default="barenet,sklearn,torch-fused,torch-foreach",
                    help="comma-separated subset of barenet,sklearn,torch-fused,torch-foreach")
-    p.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "latest.json",
-                   help="where to write every result (default: benchmarks/results/latest.json)")
+    p.add_argument("--json", type=Path, help="where to write every result (default: a full run writes "
+                   "benchmarks/results/<UTC start time>.json, so no run overwrites another; --quick and --tiny "
+                   "write benchmarks/results/<mode>-latest.json, which git ignores)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds allowed to one worker")
     p.add_argument("--max-other-cpus", type=float, default=0.3,
                    help="measure again when other processes used more than this many CPUs meanwhile (default 0.3)")
@@ -283,6 +298,8 @@ def main(argv=None) -> int:
                    help="do not try to raise the benchmark's scheduling priority (nice -10; needs root)")
     args = p.parse_args(argv)
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
+    if args.json is None:
+        args.json = default_json_path(mode, time.gmtime())
     niceness = os.nice(0)
     if not args.no_renice:
         try:  # favour the benchmark over other work on a shared machine (workers inherit it)
@@ -352,7 +369,9 @@ def main(argv=None) -> int:
           f"{niceness}; {meta['attempts'] - len(results)} measurements repeated because other processes were busy, "
           f"{meta['contended_kept']} kept although still contended")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"meta": meta, "summary": summary, "table": table, "results": results}, indent=1))
+    partial = args.json.with_name(f".{args.json.name}.tmp")  # written whole, then renamed: never half a file
+    partial.write_text(json.dumps({"meta": meta, "summary": summary, "table": table, "results": results}, indent=1))
+    partial.replace(args.json)
     print(f"results: {args.json}")
     return 0
 

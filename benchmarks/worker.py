@@ -10,7 +10,7 @@ Workloads:
 * ``infer``: train one quick epoch (not timed), then time ``predict_proba`` on single rows, on batches of
   64 rows and on one call with many rows.
 * ``gemm``: replay the matrix products of the same training steps on arrays of the same shapes
-  (see :mod:`benchmarks.gemm`).
+  (see :mod:`benchmarks.gemm`), in NumPy's BLAS (system ``gemm``) or PyTorch's (``gemm-torch``).
 """
 from __future__ import annotations
 
@@ -169,10 +169,16 @@ def run_gemm(spec) -> dict:
 
     from .gemm import replay_training_gemms
 
+    library = "torch" if spec["system"] == "gemm-torch" else "numpy"
+    if library == "torch":
+        import torch
+
+        torch.set_num_threads(spec["threads"])  # as the PyTorch training runs get
     with threadpool_limits(limits=spec["threads"], user_api="blas"), Contention() as busy:
         seconds = replay_training_gemms(spec["n_train"], [spec["n_inputs"], *spec["hidden"], spec["n_classes"]],
-                                        spec["batch_size"], spec["epochs"], seed=spec["seed"],
-                                        row_blocks=spec["threads"] == 1 and blas_has_small_matrix_kernels())
+                                        spec["batch_size"], spec["epochs"], seed=spec["seed"], library=library,
+                                        row_blocks=(library == "numpy" and spec["threads"] == 1
+                                                    and blas_has_small_matrix_kernels()))
     return {"seconds": seconds, "rows_per_s": spec["n_train"] * spec["epochs"] / seconds,
             "other_cpus": busy.other_cpus, "own_cpus": busy.own_cpus}
 

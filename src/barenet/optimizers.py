@@ -31,6 +31,13 @@ from .schedules import schedule_from_config, schedule_to_config
 FLUSH_BELOW = 1e-30
 FLUSH_EVERY = 100
 
+#: A step over a long buffer runs one block of this many entries at a time. An Adam step is ~10 passes over
+#: the parameters, gradients, two moments and a scratch array; over a whole 670k-parameter buffer (2.7 MB
+#: each) every pass streams from memory, while a block of 32 Ki float32 (128 KiB per array, 640 KiB for all
+#: five) stays in one core's L2 cache for all ten passes: 1.5 -> 1.05 ms per step on the MNIST network
+#: (``python -m benchmarks.adam_passes``). A small network's buffer is one block: nothing changes for it.
+STEP_BLOCK = 32768
+
 
 class Optimizer:
     """Base: learning rate (float or schedule), optional global gradient-norm clipping, state dicts."""
@@ -62,7 +69,13 @@ class Optimizer:
                 grads *= self.clip_norm / norm  # global norm clipping: one direction, shorter step
         lr = self.current_lr  # schedule(step) for steps counted from 0, read before the count moves on
         self.step_count += 1
-        self._update(params, grads, lr)
+        block, state = self.step_block, self.state
+        if params.size <= block:
+            self._update(params, grads, state, lr)
+        else:  # cache-sized blocks (see STEP_BLOCK): the same elementwise arithmetic, block by block
+            for start in range(0, params.size, block):
+                part = slice(start, start + block)
+                self._update(params[part], grads[part], {k: v[part] for k, v in state.items()}, lr)
         if self.step_count % FLUSH_EVERY == 0:
             for buf in self.state.values():
                 buf[np.abs(buf) < FLUSH_BELOW] = 0.0
@@ -71,8 +84,10 @@ class Optimizer:
         self.state = {name: np.zeros_like(params) for name in self._state_names}
 
     _state_names: tuple = ()
+    step_block: int = STEP_BLOCK  # entries per block of a step (a class attribute, not saved: it is not maths)
 
-    def _update(self, params, grads, lr):  # pragma: no cover - abstract
+    def _update(self, params, grads, state, lr):  # pragma: no cover - abstract
+        """One step on ``params`` (a block of the flat buffer) with ``state``: the same block of each buffer."""
         raise NotImplementedError
 
     # -- persistence --------------------------------------------------------------------------
@@ -112,11 +127,11 @@ class SGD(Optimizer):
     def _state_names(self):
         return ("velocity",) if self.momentum else ()
 
-    def _update(self, params, grads, lr):
+    def _update(self, params, grads, state, lr):
         if not self.momentum:
             params -= lr * grads
             return
-        v = self.state["velocity"]
+        v = state["velocity"]
         v *= self.momentum
         v -= lr * grads  # v = mu v - lr g
         if self.nesterov:
@@ -135,8 +150,8 @@ class RMSprop(Optimizer):
         super().__init__(learning_rate, clip_norm=clip_norm)
         self.rho, self.eps = float(rho), float(eps)
 
-    def _update(self, params, grads, lr):
-        s = self.state["square_avg"]
+    def _update(self, params, grads, state, lr):
+        s = state["square_avg"]
         s *= self.rho
         s += (1.0 - self.rho) * (grads * grads)
         denom = np.sqrt(s)
@@ -172,8 +187,8 @@ class Adam(Optimizer):
         super().__init__(learning_rate, clip_norm=clip_norm)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
-    def _update(self, params, grads, lr):
-        m_sum, v_sum = self.state["m_sum"], self.state["v_sum"]
+    def _update(self, params, grads, state, lr):
+        m_sum, v_sum = state["m_sum"], state["v_sum"]
         b1, b2, t = self.beta1, self.beta2, self.step_count
         m_sum *= b1
         m_sum += grads  # m_sum = b1 m_sum + g        (m = (1 - b1) m_sum)

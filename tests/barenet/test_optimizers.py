@@ -218,6 +218,41 @@ def test_adam_moving_sums_take_the_textbook_step(cls):
     np.testing.assert_allclose(opt.state["v_sum"] * (1 - 0.99), v, rtol=1e-12, atol=1e-18)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: bn.SGD(0.1),
+    lambda: bn.SGD(0.1, momentum=0.9, nesterov=True),
+    lambda: bn.RMSprop(1e-2),
+    lambda: bn.Adam(1e-2),
+    lambda: bn.AdamW(1e-2, weight_decay=0.1),
+])
+def test_a_long_buffer_is_stepped_block_by_block_with_the_same_result(make, monkeypatch):
+    """Cache-sized blocks (STEP_BLOCK) change where the arithmetic runs, never its result: bit-identical."""
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal(1000).astype(np.float32)
+    grads = [rng.standard_normal(1000).astype(np.float32) for _ in range(5)]
+    whole, blocked = make(), make()
+    blocked.step_block = 64  # 16 blocks, the last one short (1000 = 15 * 64 + 40)
+    p_whole, p_blocked = start.copy(), start.copy()
+    calls = []
+    update = type(blocked)._update
+    monkeypatch.setattr(blocked, "_update", lambda p, g, s, lr: (calls.append(p.size), update(blocked, p, g, s, lr)))
+    for g in grads:
+        whole.step(p_whole, g.copy())
+        blocked.step(p_blocked, g.copy())
+    assert calls[:16] == [64] * 15 + [40]  # block by block, covering the buffer once
+    np.testing.assert_array_equal(p_blocked, p_whole)
+    for name, buf in whole.state.items():
+        np.testing.assert_array_equal(blocked.state[name], buf)
+
+
+def test_step_block_default_keeps_a_small_network_in_one_call():
+    from barenet.optimizers import STEP_BLOCK
+
+    assert bn.Adam().step_block == STEP_BLOCK
+    net = bn.build_mlp(122, (64, 32), 5, seed=0).build(122)
+    assert net.n_params <= STEP_BLOCK < bn.build_mlp(784, (512, 512), 10, seed=0).build(784).n_params
+
+
 def test_adam_loads_a_textbook_state_as_moving_sums():
     rng = np.random.default_rng(4)
     grads = [rng.standard_normal(20) for _ in range(12)]

@@ -112,3 +112,16 @@ def test_inline_step_computes_barenets_step(monkeypatch, capsys):
 
     main(["--batch-size", "8", "--hidden", "4", "--inputs", "6", "--classes", "3", "--rounds", "1", "--steps", "3"])
     assert "barenet / inline" in capsys.readouterr().out
+
+
+def test_a_full_run_never_overwrites_another_and_quick_runs_stay_untracked(monkeypatch):
+    import time
+
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks import run
+
+    start = time.strptime("2026-12-05 06:40", "%Y-%m-%d %H:%M")
+    assert run.default_json_path("full", start).name == "2026-12-05T06-40.json"
+    assert run.default_json_path("quick", start).name == "quick-latest.json"
+    ignored = (run.REPO / ".gitignore").read_text().splitlines()
+    assert "benchmarks/results/*-latest.json" in ignored
