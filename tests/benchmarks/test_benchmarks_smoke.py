@@ -56,6 +56,27 @@ def test_gemm_replay_counts_every_batch():
     assert replay_training_gemms(300, [122, 64, 5], batch_size=300, epochs=1, row_blocks=True) > 0
 
 
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed")
+def test_gemm_replay_in_pytorchs_blas(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks.gemm import replay_training_gemms
+
+    assert replay_training_gemms(130, [7, 5, 3], batch_size=64, epochs=2, library="torch") > 0
+    with pytest.raises(ValueError, match="library"):
+        replay_training_gemms(130, [7, 5, 3], batch_size=64, epochs=1, library="jax")
+
+
+def test_step_block_benchmark_trains_the_same_weights_both_ways(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks import data
+    from benchmarks.step_block import main
+
+    if not (data.data_dir() / "mnist" / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("MNIST files not found (set BARENET_DATA)")
+    main(["--rounds", "2", "--rows", "640"])  # raises SystemExit if the two settings' weights differ
+    assert "blocks / one block" in capsys.readouterr().out
+
+
 def test_nsl_kdd_preprocessing_shape():
     sys.path.insert(0, str(REPO))
     try:
