@@ -1,13 +1,14 @@
-"""barenet's Adam (moving sums, 10 passes, cache-sized blocks) against the textbook form (moving averages, 12
-passes over the whole buffer) and against itself over the whole buffer at once.
+"""barenet's Adam (moving sums, 10 passes) against the textbook form (moving averages, 12 passes over the whole
+buffer), and barenet's Adam over the whole buffer against the same in cache-sized blocks.
 
     python -m benchmarks.adam_passes [--rounds 15]
 
-All three update float32 buffers of the NSL-KDD network's size (10,117 parameters) and of the MNIST network's
-(669,706), one BLAS thread, alternating round by round in one process; the ratios are paired by round. The
-textbook step is the one ``Adam`` used before it kept moving sums; "one block" is barenet's Adam with
-``step_block`` set to the whole buffer, as before steps ran in blocks of ``barenet.optimizers.STEP_BLOCK``
-(the small network's buffer is one block either way). All take the same step (checked first).
+All variants update float32 buffers of the NSL-KDD network's size (10,117 parameters), a mid-sized one (200,000)
+and the MNIST network's (669,706), one BLAS thread, alternating round by round in one process; the ratios are
+paired by round. The textbook step is the one ``Adam`` used before it kept moving sums; "one block" is
+barenet's Adam over the whole buffer at once, "blocks" the same in blocks of ``STEP_BLOCK`` whatever the size,
+and "barenet" what ``Adam`` does by default (one block up to ``MIN_BLOCKS`` blocks' worth, else blocks).
+All take the same step (checked first).
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def main(argv=None):
     from threadpoolctl import threadpool_limits
 
     import barenet as bn
+    from barenet import optimizers
 
     from .inline_step import print_paired
 
@@ -45,21 +47,32 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
+
+    def always_blocks(step):  # blocks even below MIN_BLOCKS, to show why small buffers stay whole
+        saved, optimizers.MIN_BLOCKS = optimizers.MIN_BLOCKS, 0
+        try:
+            step()
+        finally:
+            optimizers.MIN_BLOCKS = saved
+
     with threadpool_limits(1):
-        for n, steps in ((10_117, 2000), (669_706, 40)):
+        for n, steps in ((10_117, 2000), (200_000, 100), (669_706, 40)):
             grads = rng.standard_normal(n).astype(np.float32)
             start = rng.standard_normal(n).astype(np.float32)
-            ours, p = bn.Adam(1e-3), start.copy()
-            whole, r = bn.Adam(1e-3), start.copy()
-            whole.step_block = n
+            adams = {name: bn.Adam(1e-3) for name in ("barenet", "one block", "blocks")}
+            adams["one block"].step_block = n
+            steppers = {"barenet": adams["barenet"].step, "one block": adams["one block"].step,
+                        "blocks": lambda p, g: always_blocks(lambda: adams["blocks"].step(p, g))}
+            params = {name: start.copy() for name in adams}
             q, m, v = start.copy(), np.zeros(n, np.float32), np.zeros(n, np.float32)
             for t in range(1, 4):
-                ours.step(p, grads.copy())
-                whole.step(r, grads.copy())
+                for name, step in steppers.items():
+                    step(params[name], grads.copy())
                 textbook_adam(q, grads, m, v, t)
-            if not (np.allclose(p, q, rtol=1e-5, atol=1e-7) and np.array_equal(p, r)):
+            same = all(np.array_equal(params["barenet"], p) for p in params.values())
+            if not (same and np.allclose(params["barenet"], q, rtol=1e-5, atol=1e-7)):
                 raise SystemExit("barenet's Adam, in blocks or not, and the textbook step disagree")
-            times = {"textbook": [], "one block": [], "barenet": []}
+            times = {"textbook": [], "one block": [], "blocks": [], "barenet": []}
 
             def timed(step):
                 tic = time.perf_counter()
@@ -68,15 +81,18 @@ def main(argv=None):
                 return (time.perf_counter() - tic) / steps
 
             for _ in range(args.rounds):
-                times["barenet"].append(timed(lambda: ours.step(p, grads)))
-                times["one block"].append(timed(lambda: whole.step(r, grads)))
+                for name, step in steppers.items():
+                    times[name].append(timed(lambda: step(params[name], grads)))
                 t0 = t
                 times["textbook"].append(timed(lambda: textbook_adam(q, grads, m, v, t0 + 1)))
                 t += 1
             print_paired(f"Adam step, {n:,} float32 parameters, median (range) of {args.rounds} rounds", times,
                          "textbook", "barenet")
-            ratios = [a / b for a, b in zip(times["one block"], times["barenet"])]
-            print(f"  one block / barenet: {np.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
+            ratios = [a / b for a, b in zip(times["one block"], times["blocks"])]
+            default = "blocks" if n > optimizers.MIN_BLOCKS * optimizers.STEP_BLOCK else "one block"
+            print(f"  one block / blocks: {np.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}); "
+                  f"barenet's default here: {default}")
+
 
 if __name__ == "__main__":
     main()

@@ -214,11 +214,13 @@ def format_tables(summary: dict, meta: dict) -> str:
                                 if "peak_rss_mib" in row[s] else "-" for s in present)
                      if any("peak_rss_mib" in row[s] for s in present) else "")
         lines.append("| " + " | ".join(cells) + " |")
+    torch_gemm = any("gemm-torch" in summary.get(t, {}) for t in ("nsl_b64", "nsl_b256", "wide_b128"))
     lines += ["", "Matrix products alone (the same steps' GEMMs replayed on arrays of the same shapes; "
               "benchmarks/gemm.py):", "",
               "| workload | GEMM-only s/epoch | barenet s/epoch | share of barenet's time in GEMMs | "
-              + " / ".join(names[1:]) + " s/epoch | the same GEMMs in PyTorch's BLAS, s/epoch (NumPy's / PyTorch's) |",
-              "| --- | --- | --- | --- | --- | --- |"]
+              + " / ".join(names[1:]) + " s/epoch |"
+              + (" the same GEMMs in PyTorch's BLAS, s/epoch (NumPy's time / PyTorch's) |" if torch_gemm else ""),
+              "|" + " --- |" * (6 if torch_gemm else 5)]
     for task in ("nsl_b64", "nsl_b256", "wide_b128"):
         row = summary.get(task, {})
         if "gemm" not in row or "barenet" not in row:
@@ -226,11 +228,11 @@ def format_tables(summary: dict, meta: dict) -> str:
         rows = meta["rows"][task]
         g, b = rows / row["gemm"]["rows_per_s"]["median"], rows / row["barenet"]["rows_per_s"]["median"]
         others = " / ".join(f"{rows / row[c[1]]['rows_per_s']['median']:.3f}" for c in cols if c[1] in row)
-        theirs = ""
-        if "gemm-torch" in row:
-            t = rows / row["gemm-torch"]["rows_per_s"]["median"]
-            theirs = f"{t:.3f} ({g / t:.2f}x)"
-        lines.append(f"| {TASK_TITLES[task]} | {g:.3f} | {b:.3f} | {g / b:.0%} | {others} | {theirs} |")
+        cells = [TASK_TITLES[task], f"{g:.3f}", f"{b:.3f}", f"{g / b:.0%}", others]
+        if torch_gemm:
+            t = rows / row["gemm-torch"]["rows_per_s"]["median"] if "gemm-torch" in row else None
+            cells.append("" if t is None else f"{t:.3f} ({g / t:.2f}x)")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -270,10 +272,14 @@ def machine_info() -> dict:
 
 
 def default_json_path(mode: str, utc_start) -> Path:
-    """A full run's results are named by their UTC start time (kept, quoted in the docs, never overwritten);
-    --quick and --tiny runs write one ``<mode>-latest.json`` that git ignores."""
-    stem = time.strftime("%Y-%m-%dT%H-%M", utc_start) if mode == "full" else f"{mode}-latest"
-    return REPO / "benchmarks" / "results" / f"{stem}.json"
+    """A full run's results are named by their UTC start time (kept, quoted in the docs, never overwritten: a
+    second run in the same minute adds the seconds); --quick and --tiny runs write one ``<mode>-latest.json``
+    that git ignores."""
+    results = REPO / "benchmarks" / "results"
+    if mode != "full":
+        return results / f"{mode}-latest.json"
+    path = results / time.strftime("%Y-%m-%dT%H-%M.json", utc_start)
+    return path if not path.exists() else results / time.strftime("%Y-%m-%dT%H-%M-%S.json", utc_start)
 
 
 def main(argv=None) -> int:

@@ -3,6 +3,8 @@
 A network keeps all its parameters in one contiguous buffer (each layer's ``W`` and ``b`` are views of
 it) and all gradients in another. So an optimiser step is a handful of whole-buffer NumPy operations
 instead of several per array, which is where a small network's time goes (per-call overhead, not FLOPs).
+A buffer too large for the cache is stepped in cache-sized blocks instead (``STEP_BLOCK``): the same
+operations, block by block, with the same result.
 
 Update rules (g = gradient, t = step counted from 1, lr = learning rate):
 
@@ -33,10 +35,14 @@ FLUSH_EVERY = 100
 
 #: A step over a long buffer runs one block of this many entries at a time. An Adam step is ~10 passes over
 #: the parameters, gradients, two moments and a scratch array; over a whole 670k-parameter buffer (2.7 MB
-#: each) every pass streams from memory, while a block of 32 Ki float32 (128 KiB per array, 640 KiB for all
-#: five) stays in one core's L2 cache for all ten passes: 1.5 -> 1.05 ms per step on the MNIST network
-#: (``python -m benchmarks.adam_passes``). A small network's buffer is one block: nothing changes for it.
+#: each) every pass streams from the next cache level, while a block of 32 Ki float32 (128 KiB per array,
+#: 640 KiB for all five) stays in one core's L2 cache for all ten passes: 1,578 -> 1,054 us per step on the
+#: MNIST network (``python -m benchmarks.adam_passes``), whole epochs 1.09x (``benchmarks.step_block``).
 STEP_BLOCK = 32768
+#: A buffer of at most this many blocks is stepped whole: up to ~1 MiB per float32 array the passes are still
+#: served from cache, and the ~10 extra NumPy calls per block buy nothing (33k-200k entries: 0-20 % slower in
+#: blocks; the crossover measured at ~260k). Small and mid-sized networks therefore take one call, as before.
+MIN_BLOCKS = 8
 
 
 class Optimizer:
@@ -70,9 +76,13 @@ class Optimizer:
         lr = self.current_lr  # schedule(step) for steps counted from 0, read before the count moves on
         self.step_count += 1
         block, state = self.step_block, self.state
-        if params.size <= block:
+        if params.size <= MIN_BLOCKS * block:
             self._update(params, grads, state, lr)
         else:  # cache-sized blocks (see STEP_BLOCK): the same elementwise arithmetic, block by block
+            for name, buf in state.items():  # slices of a mis-sized buffer would not fail: refuse it here
+                if buf.shape != params.shape:
+                    raise ValueError(f"{type(self).__name__} state {name!r} has shape {buf.shape}, "
+                                     f"the parameters {params.shape}")
             for start in range(0, params.size, block):
                 part = slice(start, start + block)
                 self._update(params[part], grads[part], {k: v[part] for k, v in state.items()}, lr)
@@ -84,7 +94,7 @@ class Optimizer:
         self.state = {name: np.zeros_like(params) for name in self._state_names}
 
     _state_names: tuple = ()
-    step_block: int = STEP_BLOCK  # entries per block of a step (a class attribute, not saved: it is not maths)
+    step_block: int = STEP_BLOCK  # entries per block of a step (how, not what, it computes: never saved)
 
     def _update(self, params, grads, state, lr):  # pragma: no cover - abstract
         """One step on ``params`` (a block of the flat buffer) with ``state``: the same block of each buffer."""
@@ -92,7 +102,8 @@ class Optimizer:
 
     # -- persistence --------------------------------------------------------------------------
     def get_config(self) -> dict:
-        cfg = {k: v for k, v in vars(self).items() if k not in ("state", "step_count", "lr_scale", "learning_rate")}
+        cfg = {k: v for k, v in vars(self).items()
+               if k not in ("state", "step_count", "lr_scale", "learning_rate", "step_block")}
         cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
         cfg["learning_rate"] = schedule_to_config(self.learning_rate)
         return cfg
@@ -176,7 +187,7 @@ class Adam(Optimizer):
         theta -= step_t m_sum / (sqrt(v_sum) + eps_t),   c_t = sqrt((1 - b2) / (1 - b2^t)),
         step_t = lr (1 - b1) / ((1 - b1^t) c_t),          eps_t = eps / c_t
 
-    That is 10 whole-buffer passes per step instead of 12 (two of the textbook's are the (1 - b) products),
+    That is 10 passes over the buffer per step instead of 12 (two of the textbook's are the (1 - b) products),
     which a small network feels: its step is a few dozen short NumPy calls. The state buffers are named
     ``m_sum`` and ``v_sum`` to say what they hold; a state saved with textbook ``m``/``v`` loads too.
     """

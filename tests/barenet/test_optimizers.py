@@ -231,7 +231,7 @@ def test_a_long_buffer_is_stepped_block_by_block_with_the_same_result(make, monk
     start = rng.standard_normal(1000).astype(np.float32)
     grads = [rng.standard_normal(1000).astype(np.float32) for _ in range(5)]
     whole, blocked = make(), make()
-    blocked.step_block = 64  # 16 blocks, the last one short (1000 = 15 * 64 + 40)
+    blocked.step_block = 64  # 16 blocks (more than MIN_BLOCKS), the last one short (1000 = 15 * 64 + 40)
     p_whole, p_blocked = start.copy(), start.copy()
     calls = []
     update = type(blocked)._update
@@ -245,12 +245,42 @@ def test_a_long_buffer_is_stepped_block_by_block_with_the_same_result(make, monk
         np.testing.assert_array_equal(blocked.state[name], buf)
 
 
-def test_step_block_default_keeps_a_small_network_in_one_call():
-    from barenet.optimizers import STEP_BLOCK
+def test_small_and_mid_sized_buffers_are_stepped_whole(monkeypatch):
+    """Blocks pay only once the buffer outgrows the cache: up to MIN_BLOCKS blocks' worth is one call."""
+    from barenet.optimizers import MIN_BLOCKS, STEP_BLOCK
 
-    assert bn.Adam().step_block == STEP_BLOCK
-    net = bn.build_mlp(122, (64, 32), 5, seed=0).build(122)
-    assert net.n_params <= STEP_BLOCK < bn.build_mlp(784, (512, 512), 10, seed=0).build(784).n_params
+    opt = bn.Adam()
+    assert opt.step_block == STEP_BLOCK
+    sizes = []
+    update = bn.Adam._update
+    monkeypatch.setattr(opt, "_update", lambda p, g, s, lr: (sizes.append(p.size), update(opt, p, g, s, lr)))
+    for n in (10_117, MIN_BLOCKS * STEP_BLOCK, MIN_BLOCKS * STEP_BLOCK + 1):  # NSL-KDD's network, the limit, past it
+        opt.state, sizes[:] = {}, []
+        opt.step(np.zeros(n, np.float32), np.ones(n, np.float32))
+        assert sizes == ([n] if n <= MIN_BLOCKS * STEP_BLOCK else [STEP_BLOCK] * MIN_BLOCKS + [1])
+
+
+def test_a_mis_sized_state_is_refused_in_blocks_too():
+    opt = bn.Adam()
+    opt.step_block = 8
+    opt.load_state_dict({"step_count": 3, "buffers": {"m_sum": np.zeros(160), "v_sum": np.zeros(160)}})
+    with pytest.raises(ValueError, match="state 'm_sum' has shape"):
+        opt.step(np.zeros(80), np.ones(80))  # 80 = 10 blocks: slices of the longer state would not complain
+
+
+def test_step_block_is_never_saved(tmp_path):
+    """How a step is cut into blocks is not part of the model: a changed one saves, loads and clones."""
+    X = np.random.default_rng(0).standard_normal((32, 4)).astype(np.float32)
+    y = np.arange(32) % 2
+    net = bn.build_mlp(4, (3,), 2, seed=0)
+    net.optimizer.step_block = 2
+    net.fit(X, y, epochs=1, batch_size=8)
+    assert "step_block" not in net.optimizer.get_config()
+    net.save(tmp_path / "m.npz")
+    loaded = bn.load(tmp_path / "m.npz")
+    assert loaded.optimizer.step_block == bn.Adam.step_block
+    np.testing.assert_array_equal(loaded.flat_params, net.flat_params)
+    net.clone()
 
 
 def test_adam_loads_a_textbook_state_as_moving_sums():

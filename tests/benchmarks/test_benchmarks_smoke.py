@@ -28,6 +28,7 @@ def test_tiny_run_writes_every_measurement(tmp_path, monkeypatch):
     names = systems.split(",")
     for task in ("nsl_b64", "nsl_b256", "wide_b128"):
         assert set(names) | {"gemm"} <= set(summary[task])
+        assert ("gemm-torch" in summary[task]) == ("torch-foreach" in names)  # PyTorch's BLAS on the same products
         for system in names:
             stats = summary[task][system]
             assert stats["rows_per_s"]["median"] > 0
@@ -40,6 +41,7 @@ def test_tiny_run_writes_every_measurement(tmp_path, monkeypatch):
         assert summary[task]["barenet"]["rows_per_s"]["median"] > 0
         assert summary[task]["sklearn"]["barenet_ratio"]["n"] == 1
     assert "barenet / scikit-learn" in report["table"]
+    assert ("the same GEMMs in PyTorch's BLAS" in report["table"]) == ("torch-foreach" in names)
     assert report["meta"]["machine"]["numpy"]
     if (REPO / ".git").exists():  # the measured code is on record
         assert len(report["meta"]["machine"]["git_commit"]) == 40
@@ -68,8 +70,9 @@ def test_gemm_replay_in_pytorchs_blas(monkeypatch):
 
 def test_step_block_benchmark_trains_the_same_weights_both_ways(monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(REPO))
-    from benchmarks import data
     from benchmarks.step_block import main
+
+    from benchmarks import data
 
     if not (data.data_dir() / "mnist" / "train-images-idx3-ubyte.gz").exists():
         pytest.skip("MNIST files not found (set BARENET_DATA)")
@@ -141,8 +144,11 @@ def test_a_full_run_never_overwrites_another_and_quick_runs_stay_untracked(monke
     monkeypatch.syspath_prepend(str(REPO))
     from benchmarks import run
 
-    start = time.strptime("2026-12-05 06:40", "%Y-%m-%d %H:%M")
+    start = time.strptime("2026-12-05 06:40:07", "%Y-%m-%d %H:%M:%S")
     assert run.default_json_path("full", start).name == "2026-12-05T06-40.json"
     assert run.default_json_path("quick", start).name == "quick-latest.json"
+    taken = time.strptime("2026-12-05 06:15:30", "%Y-%m-%d %H:%M:%S")  # a kept run's file exists for that minute
+    assert (run.REPO / "benchmarks" / "results" / "2026-12-05T06-15.json").exists()
+    assert run.default_json_path("full", taken).name == "2026-12-05T06-15-30.json"
     ignored = (run.REPO / ".gitignore").read_text().splitlines()
     assert "benchmarks/results/*-latest.json" in ignored
