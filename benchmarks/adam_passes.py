@@ -48,21 +48,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
 
-    def always_blocks(step):  # blocks even below MIN_BLOCKS, to show why small buffers stay whole
-        saved, optimizers.MIN_BLOCKS = optimizers.MIN_BLOCKS, 0
-        try:
-            step()
-        finally:
-            optimizers.MIN_BLOCKS = saved
-
     with threadpool_limits(1):
         for n, steps in ((10_117, 2000), (200_000, 100), (669_706, 40)):
             grads = rng.standard_normal(n).astype(np.float32)
             start = rng.standard_normal(n).astype(np.float32)
             adams = {name: bn.Adam(1e-3) for name in ("barenet", "one block", "blocks")}
             adams["one block"].step_block = n
-            steppers = {"barenet": adams["barenet"].step, "one block": adams["one block"].step,
-                        "blocks": lambda p, g: always_blocks(lambda: adams["blocks"].step(p, g))}
+            adams["blocks"].min_blocks = 0  # blocks even below MIN_BLOCKS, to show why small buffers stay whole
+            steppers = {name: adam.step for name, adam in adams.items()}
             params = {name: start.copy() for name in adams}
             q, m, v = start.copy(), np.zeros(n, np.float32), np.zeros(n, np.float32)
             for t in range(1, 4):

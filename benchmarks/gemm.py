@@ -58,6 +58,7 @@ def replay_training_gemms(n_rows: int, widths, batch_size: int, epochs: int, *, 
         shapes = {n: tuple([torch.from_numpy(a) for a in arrays] for arrays in pair) for n, pair in shapes.items()}
     elif library != "numpy":
         raise ValueError(f"library must be 'numpy' or 'torch', got {library!r}")
+
     def one_step(n):
         (h, dz), block = shapes[n], blocks[n]
         for i, w in enumerate(W):  # forward

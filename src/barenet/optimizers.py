@@ -76,7 +76,7 @@ class Optimizer:
         lr = self.current_lr  # schedule(step) for steps counted from 0, read before the count moves on
         self.step_count += 1
         block, state = self.step_block, self.state
-        if params.size <= MIN_BLOCKS * block:
+        if params.size <= self.min_blocks * block:
             self._update(params, grads, state, lr)
         else:  # cache-sized blocks (see STEP_BLOCK): the same elementwise arithmetic, block by block
             for name, buf in state.items():  # slices of a mis-sized buffer would not fail: refuse it here
@@ -94,7 +94,9 @@ class Optimizer:
         self.state = {name: np.zeros_like(params) for name in self._state_names}
 
     _state_names: tuple = ()
-    step_block: int = STEP_BLOCK  # entries per block of a step (how, not what, it computes: never saved)
+    # how a step is cut into blocks (how, not what, it computes: never saved; see STEP_BLOCK and MIN_BLOCKS)
+    step_block: int = STEP_BLOCK
+    min_blocks: int = MIN_BLOCKS
 
     def _update(self, params, grads, state, lr):  # pragma: no cover - abstract
         """One step on ``params`` (a block of the flat buffer) with ``state``: the same block of each buffer."""
@@ -103,7 +105,7 @@ class Optimizer:
     # -- persistence --------------------------------------------------------------------------
     def get_config(self) -> dict:
         cfg = {k: v for k, v in vars(self).items()
-               if k not in ("state", "step_count", "lr_scale", "learning_rate", "step_block")}
+               if k not in ("state", "step_count", "lr_scale", "learning_rate", "step_block", "min_blocks")}
         cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
         cfg["learning_rate"] = schedule_to_config(self.learning_rate)
         return cfg

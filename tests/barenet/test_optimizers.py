@@ -273,12 +273,12 @@ def test_step_block_is_never_saved(tmp_path):
     X = np.random.default_rng(0).standard_normal((32, 4)).astype(np.float32)
     y = np.arange(32) % 2
     net = bn.build_mlp(4, (3,), 2, seed=0)
-    net.optimizer.step_block = 2
+    net.optimizer.step_block, net.optimizer.min_blocks = 2, 1
     net.fit(X, y, epochs=1, batch_size=8)
-    assert "step_block" not in net.optimizer.get_config()
+    assert "step_block" not in net.optimizer.get_config() and "min_blocks" not in net.optimizer.get_config()
     net.save(tmp_path / "m.npz")
     loaded = bn.load(tmp_path / "m.npz")
-    assert loaded.optimizer.step_block == bn.Adam.step_block
+    assert (loaded.optimizer.step_block, loaded.optimizer.min_blocks) == (bn.Adam.step_block, bn.Adam.min_blocks)
     np.testing.assert_array_equal(loaded.flat_params, net.flat_params)
     net.clone()
 
