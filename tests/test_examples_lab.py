@@ -159,10 +159,11 @@ def test_step8_capstone(lab, capsys):
         assert re.search(rf"^\s+{reason}\s+[\d,]+\s+[\d,]+$", reasons, flags=re.MULTILINE), reason
     assert re.search(r"^\s+KDDTest\+\s+3,750\s", out, flags=re.MULTILINE)  # the 17 test-only attack types
     coverage = out.split("Risk-coverage")[1]
-    rows = re.findall(r"^\s+(\d+\.\d) %((?:\s+[0-9.]+){6})$", coverage, flags=re.MULTILINE)
+    rows = re.findall(r"^\s+(\d+\.\d) %((?:\s+[0-9.]+){8})$", coverage, flags=re.MULTILINE)  # 4 rankings x 2 files
     assert [r[0] for r in rows] == ["0.0", "5.0", "10.0", "14.0", "20.0", "30.0"]
     first = [float(x) for x in rows[0][1].split()]
-    assert len(set(first[:3])) == 1 and len(set(first[3:])) == 1  # nothing reviewed: every ranking is the same
+    assert len(set(first[:4])) == 1 and len(set(first[4:])) == 1  # nothing reviewed: every ranking is the same
+    assert "burst threshold      t_burst" in out and "Test+ burst" in coverage
     assert "ranked by confidence alone" in coverage
 
 

@@ -116,19 +116,25 @@ ECE           sum_b |B_b|/n * |acc(B_b) - conf(B_b)|     over 15 bins B_b of the
 novelty       d(x) = (h - mu_c)^T S^-1 (h - mu_c)        h = last hidden layer, c = predicted class,
               mu_c = class mean, S = shared within-class covariance + ridge (on the train part);
               t_nov = 98 % quantile of d on validation (2 % of ordinary flows flagged by design)
-risk          r = max((1 - conf) / (1 - t_conf), d / t_nov)   defer when r > 1
+burst         b(x) = k ln(k / e_k) + t ln(t / e_t)       k other flows of the scored file, t training flows in
+              x's cell (side 0.5 standard deviations); e_k, e_t: the counts if file and training shared one
+              rate (0 unless k / (n - 1) > t / N); only for flows predicted normal; t_burst = 98 % quantile
+risk          r = max((1 - conf) / (1 - t_conf), d / t_nov, b / t_burst)   defer when r > 1
               t_conf: the largest threshold that defers <= 14 % of validation flows (the review budget);
               per scored file at most 14 % are deferred (the riskiest); an unseen service/flag always is
 ```
 Softmax confidence measures the distance to a decision boundary, not to the training data: a flow of a
 never-seen attack can sit deep inside a class region and be confidently wrong. The Mahalanobis distance in
-the network's own hidden space is the second signal; the risk-coverage table shows what it adds here.
+the network's own hidden space is the second signal. Some never-seen attacks look ordinary one flow at a
+time but come by the hundred (password guessing, mail bombs): the burst statistic, the third signal, asks
+whether a scored file holds far more flows of one kind than training says it should (`nids_triage/burst.py`).
+The risk-coverage table shows what each adds here.
 """, {"step8_confidence.png": "KDDTest+: calibrated confidence of the auto-decided (left) and flagged (right) flows, "
                              "correct in green, wrong in red (log scale); the dashed line is the confidence "
                              "threshold chosen on validation; auto-decided flows below it are those the "
                              "per-file 14 % cap left to the model.",
       "step8_risk_coverage.png": "Accuracy of the auto-decided flows against the share sent to review, ranking by "
-                                 "the combined risk, softmax confidence only and novelty only; the dot is the "
+                                 "the combined risk, softmax confidence, novelty and bursts alone; the dot is the "
                                  "operating point, the vertical line the 14 % budget; validation (orange) for "
                                  "reference."}),
 ]

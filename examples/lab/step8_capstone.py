@@ -10,7 +10,10 @@ KDDTrain+ only, never on the test files:
     ECE           sum over 15 confidence bins b of |B_b|/n * |accuracy(B_b) - mean confidence(B_b)|
     novelty       d(x) = (h(x) - mu_c)^T S^-1 (h(x) - mu_c) in the last hidden layer, c = predicted class;
                   threshold = the 98 % quantile of d on validation flows
-    risk          r = max((1 - confidence) / (1 - t_conf), d / t_novelty);  defer when r > 1,
+    burst         b(x) = k ln(k / e_k) + t ln(t / e_t): k other flows of the scored file and t training flows in
+                  x's cell of feature space (side 0.5 standard deviations), e_k, e_t their counts if file and
+                  training shared one rate; only for flows predicted normal; threshold = 98 % quantile on validation
+    risk          r = max((1 - confidence) / (1 - t_conf), d / t_novelty, b / t_burst);  defer when r > 1,
                   t_conf chosen so that at most the review budget (14 %) of validation flows is deferred
 
 Then KDDTest+ and KDDTest-21 (its hard records) are scored: accuracy of all flows, the share flagged for
@@ -113,10 +116,11 @@ def evaluate(model, table):
         "over_risk": share(np.asarray(scored.risk) > 1.0),  # would be deferred without the per-file budget cap
         "hard": share([bool({"invalid_value", "unseen_category"} & set(rs)) for rs in scored.reasons]),
         "unseen": unseen,
-        # the three rankings compared in the risk-coverage table (riskiest first)
+        # the rankings compared in the risk-coverage table (riskiest first)
         "rank": {"confidence only": 1.0 - confidence,
                  "novelty only": np.asarray(scored.novelty, dtype=np.float64),
-                 "risk = max(both)": np.asarray(scored.risk, dtype=np.float64)},
+                 "burst only": np.asarray(scored.burst, dtype=np.float64),
+                 "risk = max(all)": np.asarray(scored.risk, dtype=np.float64)},
     }
 
 
@@ -210,6 +214,8 @@ def main(argv=None):
     print(f"  deferral policy for a {BUDGET} review budget, chosen on validation:")
     print(f"      novelty threshold    t_novelty = {policy.novelty_threshold:.2f}   "
           f"(the {100 * (1 - config.novelty_false_alarm):.0f} % quantile of d on validation)")
+    print(f"      burst threshold      t_burst   = {policy.burst_threshold:.2f}   "
+          f"(the {100 * (1 - config.novelty_false_alarm):.0f} % quantile of b on validation, scored as one file)")
     print(f"      confidence threshold t_conf    = {policy.confidence_threshold:.4f}   "
           f"(the largest that keeps validation deferrals <= {BUDGET})")
     print(f"  validation: accuracy {report['validation_accuracy']:.4f}, {pct(report['validation_review_share'])} "
@@ -245,13 +251,14 @@ def main(argv=None):
     lk.heading("Why flows were deferred (a flow may carry several reasons)", "-")
     lk.table(["reason", *names], [[reason, *[f"{r['reasons'][reason]:,}" for r in results.values()]]
                                   for reason in REASONS])
-    lk.note("unseen_category: a service/flag never seen in training, always deferred; novel: d above t_novelty; "
+    lk.note("unseen_category: a service/flag never seen in training, always deferred; novel: d above t_novelty "
+            "or b above t_burst; "
             "low_confidence: calibrated confidence below t_conf; disagreement needs Monte-Carlo dropout "
             "(score(mc_samples=N)), not used here")
     for split, r in results.items():
         n_only = int(r["only_novel"].sum())
         lk.note(f"{SPLITS[split]}: {n_only:,} flagged flows carry 'novel' alone (confident, but far from their "
-                "class in the hidden space)"
+                "class in the hidden space or one of a burst)"
                 + (f"; the model's guess was right on {pct(share(r['correct'][r['only_novel']]))} of them"
                    if n_only else ""))
 
@@ -269,44 +276,49 @@ def main(argv=None):
     curves = {split: {k: risk_coverage(v, r["correct"], REVIEW_SHARES)["auto_accuracy"] for k, v in r["rank"].items()}
               for split, r in results.items()}
     rankings = list(main_r["rank"])
-    short = {"confidence only": "conf", "novelty only": "novelty", "risk = max(both)": "risk"}
+    short = {"confidence only": "conf", "novelty only": "novelty", "burst only": "burst", "risk = max(all)": "risk"}
     headers = ["reviewed"] + [f"{SPLITS[s][3:]} {short[k]}" for s in results for k in rankings]
     rows = [[pct(s)] + [f"{curves[split][k][i]:.4f}" for split in results for k in rankings]
             for i, s in enumerate(REVIEW_SHARES)]
     lk.table(headers, rows)
     lk.note("conf: flows ranked by 1 - calibrated confidence (softmax only); novelty: by the Mahalanobis distance d; "
-            "risk: by max of the two scaled signals, what the application uses")
+            "burst: by b (0 for flows predicted as attacks); risk: by max of the three scaled signals, what the "
+            "application uses")
     i14 = REVIEW_SHARES.index(REVIEW_BUDGET)
     for split, r in results.items():
         c = curves[split]
         k = round(REVIEW_BUDGET * r["n"])
         top = {name: np.argsort(-rank, kind="stable")[:k] for name, rank in r["rank"].items()}
         unseen_in_top = {name: r["unseen"][idx].sum() / max(r["unseen"].sum(), 1) for name, idx in top.items()}
-        gain = c["risk = max(both)"][i14] - c["confidence only"][i14]
+        gain = c["risk = max(all)"][i14] - c["confidence only"][i14]
         lk.note(f"{SPLITS[split]}, {BUDGET} reviewed: auto accuracy {c['confidence only'][i14]:.4f} ranked by "
-                f"confidence alone, {c['risk = max(both)'][i14]:.4f} by the combined risk ({gain:+.4f}); the reviewed "
+                f"confidence alone, {c['risk = max(all)'][i14]:.4f} by the combined risk ({gain:+.4f}); the reviewed "
                 f"flows hold {pct(unseen_in_top['confidence only'])} of the never-seen-type flows ranked by "
-                f"confidence, {pct(unseen_in_top['risk = max(both)'])} ranked by the combined risk")
-    gains = [curves[s]["risk = max(both)"][i14] - curves[s]["confidence only"][i14] for s in results]
+                f"confidence, {pct(unseen_in_top['risk = max(all)'])} ranked by the combined risk")
+    gains = [curves[s]["risk = max(all)"][i14] - curves[s]["confidence only"][i14] for s in results]
     n_novel = main_r["reasons"]["novel"]
     also_low = sum({"novel", "low_confidence"} <= set(rs) for rs in main_r["scored"].reasons)
     if not n_novel:
         overlap = "no flow of KDDTest+ was flagged 'novel'"
     else:
         overlap = (f"{also_low:,} of the {n_novel:,} flows flagged 'novel' on KDDTest+ are also low in confidence, "
-                   + ("so both rankings pick mostly the same flows" if also_low >= 0.5 * n_novel
-                      else "so novelty changes which flows are reviewed"))
+                   + ("so the rankings pick mostly the same flows" if also_low >= 0.5 * n_novel
+                      else "so novelty and bursts change which flows are reviewed"))
     if max(abs(g) for g in gains) < 0.005:
-        verdict = "measured here, novelty adds little to softmax confidence at this budget"
+        verdict = "measured here, novelty and bursts add little to softmax confidence at this budget"
     elif min(gains) > 0:
-        verdict = "measured here, adding novelty to softmax confidence raises the accuracy of the auto-decided flows"
+        verdict = ("measured here, adding novelty and bursts to softmax confidence raises the accuracy of the "
+                   "auto-decided flows")
     elif max(gains) < 0:
-        verdict = "measured here, adding novelty to softmax confidence lowers the accuracy of the auto-decided flows"
+        verdict = ("measured here, adding novelty and bursts to softmax confidence lowers the accuracy of the "
+                   "auto-decided flows")
     else:
-        verdict = "measured here, adding novelty helps on one test file and hurts on the other"
-    worse = all(curves[s]["novelty only"][i14] < curves[s]["confidence only"][i14] for s in results)
+        verdict = "measured here, adding novelty and bursts helps on one test file and hurts on the other"
+    worse = [name for name in ("novelty only", "burst only")
+             if all(curves[s][name][i14] < curves[s]["confidence only"][i14] for s in results)]
     lk.note(f"{verdict}: {overlap}"
-            + ("; novelty alone ranks worse than confidence alone" if worse else ""))
+            + (f"; {' and '.join(short[w] for w in worse)} alone rank{'s' if len(worse) == 1 else ''} worse than "
+               "confidence alone" if worse else ""))
     if any(r["hard"] > 0 for r in results.values()):
         lk.note("the operating point differs from the 14 % row: flows with an unseen category or an invalid value "
                 "are deferred whatever their risk")
@@ -335,7 +347,7 @@ def plot(model, results, plot_dir):
 
     shares = np.linspace(0.0, 0.5, 51)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    styles = {"risk = max(both)": "-", "confidence only": "--", "novelty only": ":"}
+    styles = {"risk = max(all)": "-", "confidence only": "--", "novelty only": ":", "burst only": "-."}
     for ax, (split, res) in zip(axes, results.items()):
         for name, ls in styles.items():
             acc = risk_coverage(res["rank"][name], res["correct"], shares)["auto_accuracy"]

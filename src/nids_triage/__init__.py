@@ -5,6 +5,7 @@
 >>> scored = model.score(load_nsl_kdd("test+"))                                                 # doctest: +SKIP
 >>> scored.needs_review.mean(), scored.reasons[:3]                                              # doctest: +SKIP
 """
+from .burst import BurstDetector
 from .datasets import DataNotFoundError, load_nsl_kdd
 from .features import EncodedFlows, FeatureEncoder
 from .flows import FlowFileError, FlowTable, read_flow_csv
@@ -17,6 +18,6 @@ from .schema import ATTACK_CATEGORY, TASKS, TEST_ONLY_ATTACKS, labels_for_task
 __all__ = [
     "load_nsl_kdd", "read_flow_csv", "FlowTable", "FlowFileError", "DataNotFoundError",
     "FeatureEncoder", "EncodedFlows", "TriageModel", "TrainConfig", "ScoredFlows",
-    "MahalanobisNovelty", "DeferralPolicy", "risk_coverage", "REASONS", "ReviewQueue",
+    "MahalanobisNovelty", "BurstDetector", "DeferralPolicy", "risk_coverage", "REASONS", "ReviewQueue",
     "ATTACK_CATEGORY", "TASKS", "TEST_ONLY_ATTACKS", "labels_for_task",
 ]

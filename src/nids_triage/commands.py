@@ -113,7 +113,8 @@ def train_summary(model, path, n_flows) -> str:
         f"  trained on {n_flows - r['n_validation']:,} flows, validated on {r['n_validation']:,}; {goal}",
         f"  temperature {model.temperature:.3f}: validation ECE {b['ece']:.4f} -> {a['ece']:.4f}, "
         f"NLL {b['nll']:.4f} -> {a['nll']:.4f}",
-        f"  confidence threshold {p.confidence_threshold:.4f}, novelty threshold {p.novelty_threshold:.2f}",
+        f"  confidence threshold {p.confidence_threshold:.4f}, novelty threshold {p.novelty_threshold:.2f}"
+        + ("" if p.burst_threshold is None else f", burst threshold {p.burst_threshold:.2f}"),
         f"  validation: accuracy {pct(r['validation_accuracy'])}, sent to review "
         f"{pct(r['validation_review_share'])}, auto-decided accuracy {pct(r['validation_auto_accuracy'])}"])
 

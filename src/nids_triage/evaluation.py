@@ -147,7 +147,8 @@ def model_info(model, path=None) -> dict:
     return {"path": None if path is None else str(path), "model_id": model.model_id, "task": model.task,
             "classes": list(model.classes), "temperature": model.temperature,
             "confidence_threshold": p.confidence_threshold, "novelty_threshold": p.novelty_threshold,
-            "review_budget": p.review_budget, "target_accuracy": p.target_accuracy}
+            "burst_threshold": p.burst_threshold, "review_budget": p.review_budget,
+            "target_accuracy": p.target_accuracy}
 
 
 def aggregate(runs: list, keys) -> dict:

@@ -12,8 +12,8 @@ Training (``TriageModel.train``), all choices on a validation split of the train
    seed-to-seed spread a single network shows on NSL-KDD's shifted test set, and its members'
    disagreement is one more reason to ask a person;
 4. fit the temperature on the averaged validation logits (NLL of the task labels);
-5. fit the novelty detector on the train part's last hidden layers (all members side by side),
-   threshold on validation;
+5. fit the novelty detector on the train part's last hidden layers (all members side by side), and the
+   burst detector's cell counts on the train part's encoded flows; both thresholds on validation;
 6. choose the deferral policy's confidence threshold on validation for the user's goal.
 
 Only barenet's public API is used.
@@ -29,13 +29,11 @@ import numpy as np
 
 import barenet as bn
 
+from .burst import BurstDetector
 from .features import FeatureEncoder
 from .novelty import MahalanobisNovelty
 from .policy import DeferralPolicy, risk_coverage
 from .schema import TASKS, labels_for_task
-
-MODEL_FORMAT = "nids_triage.TriageModel"
-MODEL_VERSION = 1
 
 
 @dataclass
@@ -96,6 +94,7 @@ class ScoredFlows:
     novelty: np.ndarray
     risk: np.ndarray
     unknown_values: dict = field(default_factory=dict)
+    burst: np.ndarray | None = None  # the run's burst statistic per flow (None: a model without the detector)
 
     def __len__(self):
         return len(self.labels)
@@ -134,10 +133,12 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int):
 
 
 class TriageModel:
-    def __init__(self, task, encoder, networks, temperature, novelty, policy, config: TrainConfig, report=None):
+    def __init__(self, task, encoder, networks, temperature, novelty, policy, config: TrainConfig, report=None,
+                 burst=None):
         self.task, self.encoder, self.networks = task, encoder, list(networks)
         network = self.networks[0]
         self.temperature, self.novelty, self.policy = float(temperature), novelty, policy
+        self.burst = burst  # BurstDetector, or None for model files from before it
         self.config = config
         self.report = report or {}  # validation metrics recorded at training time
         # the task's classes, and for each fine class (attack name) the index of the task class it sums into
@@ -191,20 +192,22 @@ class TriageModel:
 
         The networks learn attack names whatever the task, with the same split and seeds, so this equals
         ``TriageModel.train(table, task, self.config)`` at the cost of a calibration instead of a training.
-        The novelty detector depends only on the networks and the attack names, not on the task: it is shared.
+        The novelty and burst detectors depend only on the networks, the encoder and the attack names, not on
+        the task: they are shared.
         """
         check_same_training_table(self, table)
         _, val, _, y_val = training_split(table, self.config)
         other = TriageModel(task, self.encoder, self.networks, 1.0, None, None, replace(self.config))
         other.report["training_data"] = self.report.get("training_data")
-        other.calibrate(None, None, self.encoder.transform(val).X, y_val, novelty=self.novelty)
+        other.calibrate(None, None, self.encoder.transform(val).X, y_val, novelty=self.novelty, burst=self.burst)
         return other
 
-    def calibrate(self, X_tr, y_tr, X_val, y_val, *, novelty=None):
-        """Temperature, novelty detector and deferral thresholds, all from the validation part.
+    def calibrate(self, X_tr, y_tr, X_val, y_val, *, novelty=None, burst=None):
+        """Temperature, novelty and burst detectors and deferral thresholds, all from the validation part.
 
-        ``X_*`` are encoded flows, ``y_*`` attack names; the novelty detector is fitted on the train part,
-        unless a detector already fitted for these networks is given (then ``X_tr, y_tr`` are not needed).
+        ``X_*`` are encoded flows, ``y_*`` attack names; the detectors are fitted on the train part, unless
+        detectors already fitted for these networks are given (then ``X_tr, y_tr`` are not needed). The
+        validation part is scored as one run for the burst threshold.
         """
         cfg, net = self.config, self.network
         fine_val = np.searchsorted(net.classes_, y_val)
@@ -233,11 +236,20 @@ class TriageModel:
         if novelty.threshold_ is None:
             self.novelty.calibrate(novelty_val)
 
+        if burst is None:
+            burst = BurstDetector(false_alarm_rate=cfg.novelty_false_alarm).fit(X_tr)
+        self.burst = burst
+        burst_val = self.burst.score(X_val)
+        if burst.threshold_ is None:
+            self.burst.calibrate(burst_val)
+
         confidence = proba.max(axis=1)
         correct = proba.argmax(axis=1) == task_index
+        burst_val = self._burst_for_normal(burst_val, proba.argmax(axis=1))
         self.policy = DeferralPolicy(review_budget=cfg.review_budget, target_accuracy=cfg.target_accuracy)
-        self.policy.fit(confidence, novelty_val, correct, self.novelty.threshold_)
-        needs, _, risk = self.policy.decide(confidence, novelty_val)
+        self.policy.fit(confidence, novelty_val, correct, self.novelty.threshold_, burst=burst_val,
+                        burst_threshold=self.burst.threshold_)
+        needs, _, risk = self.policy.decide(confidence, novelty_val, burst=burst_val)
         self.report = {
             "training_data": self.report.get("training_data"),  # kept across recalibrations
             "n_validation": int(len(X_val)),
@@ -246,6 +258,7 @@ class TriageModel:
             "calibration_after": after,
             "validation_accuracy": float(correct.mean()),
             "validation_fine_accuracy": float((logits.argmax(axis=1) == fine_val).mean()),
+            "validation_burst_share": float((burst_val > self.burst.threshold_).mean()),
             "validation_review_share": float(needs.mean()),
             "validation_auto_accuracy": float(correct[~needs].mean()) if (~needs).any() else None,
             "risk_coverage": risk_coverage(risk, correct),
@@ -274,13 +287,22 @@ class TriageModel:
                                       for i, net in enumerate(self.networks)], axis=0)
             votes = np.argmax(samples @ G, axis=2)
             disagreement = (votes != pred[None, :]).mean(axis=0)
+        burst = None
+        if self.burst is not None:  # the run's bursts; invalid rows are neither scored nor counted
+            burst = self._burst_for_normal(self.burst.score(encoded.X, valid=~invalid), pred)
         needs, reasons, risk = self.policy.decide(confidence, novelty, invalid_value=invalid,
-                                                  unseen_category=encoded.unseen_category, disagreement=disagreement)
+                                                  unseen_category=encoded.unseen_category, disagreement=disagreement,
+                                                  burst=burst)
         labels = np.array(self.classes, dtype=object)[pred].astype(str)
         labels[invalid] = ""
         confidence = np.where(invalid, np.nan, confidence)
         return ScoredFlows(labels, confidence, proba, list(self.classes), needs, reasons, novelty, risk,
-                           encoded.unknown_values)
+                           encoded.unknown_values, burst)
+
+    def _burst_for_normal(self, burst, predicted_index) -> np.ndarray:
+        """The burst statistic where the task prediction is "normal", 0 elsewhere (see policy.py)."""
+        is_normal = np.asarray(self.classes, dtype=str)[predicted_index] == "normal"
+        return np.where(is_normal, burst, 0.0)
 
     def true_labels(self, table) -> np.ndarray:
         return labels_for_task(table.attack, self.task)
@@ -295,58 +317,25 @@ class TriageModel:
         digest = hashlib.sha256()
         for net in self.networks:
             digest.update(net.flat_params.tobytes())
-        digest.update(json.dumps([self.task, self.temperature, self.policy.to_dict(), self.novelty.to_dict(),
-                                  self.encoder.to_dict()], sort_keys=True).encode("utf-8"))
+        policy = self.policy.to_dict()
+        if policy.get("burst_threshold") is None:  # a model file from before the burst detector keeps its id
+            policy.pop("burst_threshold", None)
+        parts = [self.task, self.temperature, policy, self.novelty.to_dict(), self.encoder.to_dict()]
+        if self.burst is not None:
+            parts.append(self.burst.to_dict())
+            digest.update(self.burst.cells_.tobytes())
+        digest.update(json.dumps(parts, sort_keys=True).encode("utf-8"))
         return digest.hexdigest()[:16]
 
     # ------------------------------------------------------------------------------------------
     def save(self, path) -> None:
-        meta = {"nids_triage": {
-            "format": MODEL_FORMAT, "version": MODEL_VERSION, "task": self.task,
-            "encoder": self.encoder.to_dict(), "temperature": self.temperature,
-            "novelty": self.novelty.to_dict(), "policy": self.policy.to_dict(),
-            "config": self.config.to_dict(), "report": self.report}}
-        arrays = dict(self.novelty.arrays())
-        states = []
-        for i, net in enumerate(self.networks[1:], start=1):  # members share the architecture of the first
-            arrays.update({f"member{i}/{k}": v for k, v in net.get_weights().items()})
-            opt = net.optimizer.state_dict()  # so fine-tuning a reloaded model continues every member exactly
-            arrays.update({f"member{i}/opt:{k}": v for k, v in opt["buffers"].items()})
-            states.append({"step_count": opt["step_count"], "lr_scale": opt["lr_scale"],
-                           "rng_state": net.rng.bit_generator.state})
-        meta["nids_triage"]["members"] = len(self.networks)
-        meta["nids_triage"]["member_states"] = states
-        self.network.save(path, metadata=meta, arrays=arrays)
+        """One pickle-free .npz, written atomically (see ``model_file.py``)."""
+        from .model_file import save_model
+
+        save_model(self, path)
 
     @classmethod
     def load(cls, path) -> "TriageModel":
-        net = bn.load(path)
-        meta = net.metadata.get("nids_triage")
-        if not meta or meta.get("format") != MODEL_FORMAT:
-            raise bn.ModelFileError(f"{path}: a barenet model, but not an nids-triage model (no triage metadata)")
-        if meta.get("version", 0) > MODEL_VERSION:
-            raise bn.ModelFileError(f"{path}: triage model version {meta['version']} is newer than this nids-triage")
-        try:
-            return cls._from_parts(net, meta)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise bn.ModelFileError(f"{path}: the triage metadata is incomplete or damaged ({exc!r})") from None
+        from .model_file import load_model
 
-    @classmethod
-    def _from_parts(cls, net, meta) -> "TriageModel":
-        cfg = dict(meta["config"])
-        cfg["hidden"] = tuple(cfg["hidden"])
-        networks = [net]
-        for i, state in enumerate(meta.get("member_states", []), start=1):
-            member = net.clone()
-            prefix = f"member{i}/"
-            mine = {k[len(prefix):]: v for k, v in net.extra_arrays.items() if k.startswith(prefix)}
-            member.set_weights({k: v for k, v in mine.items() if not k.startswith("opt:")})
-            member.optimizer.load_state_dict({"step_count": state["step_count"], "lr_scale": state["lr_scale"],
-                                              "buffers": {k[4:]: v for k, v in mine.items() if k.startswith("opt:")}})
-            member.rng.bit_generator.state = state["rng_state"]
-            networks.append(member)
-        if len(networks) != int(meta.get("members", 1)):
-            raise ValueError(f"{meta.get('members')} members declared, {len(networks)} stored")
-        return cls(meta["task"], FeatureEncoder.from_dict(meta["encoder"]), networks, meta["temperature"],
-                   MahalanobisNovelty.from_dict(meta["novelty"], net.extra_arrays),
-                   DeferralPolicy.from_dict(meta["policy"]), TrainConfig(**cfg), meta.get("report"))
+        return load_model(path)

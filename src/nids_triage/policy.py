@@ -1,11 +1,17 @@
 """Deciding which flows a person must see: thresholds chosen on validation data, reasons for every deferral.
 
-Two learned signals, each scaled so that 1.0 is its threshold:
+Learned signals, each scaled so that 1.0 is its threshold:
 
     confidence risk    r_c = (1 - confidence) / (1 - confidence_threshold)
     novelty risk       r_n = novelty / novelty_threshold
+    burst risk         r_b = burst / burst_threshold    (flows predicted normal only; see burst.py)
     disagreement risk  r_d = disagreement / disagreement_threshold   (only with Monte-Carlo samples)
-    risk               r   = max(r_c, r_n, r_d)    -> defer when r > 1
+    risk               r   = max(r_c, r_n, r_b, r_d)    -> defer when r > 1
+
+Novelty and burst are both reported as ``novel``: the flow, or the number of flows like it in this run, is
+unlike the training data. The burst risk counts only where the network says "normal": a burst it calls an
+attack raises an alert anyway (DoS floods are bursts by nature), while a campaign auto-labelled normal is
+the miss that matters. Model files from before the burst signal have no burst threshold: r_b is left out.
 
 plus hard reasons that always defer: ``invalid_value`` (NaN/Inf/negative sentinel, bad row) and
 ``unseen_category`` (a protocol/service/flag value never seen in training).
@@ -56,14 +62,19 @@ class DeferralPolicy:
         self.disagreement_threshold = float(disagreement_threshold)
         self.confidence_threshold = None
         self.novelty_threshold = None
+        self.burst_threshold = None
 
     # -- choosing thresholds on validation ------------------------------------------------------
-    def fit(self, confidence, novelty, correct, novelty_threshold: float) -> "DeferralPolicy":
-        """Pick the confidence threshold on validation flows (``correct``: prediction was right)."""
+    def fit(self, confidence, novelty, correct, novelty_threshold: float, *, burst=None,
+            burst_threshold: float | None = None) -> "DeferralPolicy":
+        """Pick the confidence threshold on validation flows (``correct``: prediction was right).
+
+        ``burst`` (already 0 where the prediction is not normal) and its threshold are optional."""
         confidence = np.asarray(confidence, dtype=np.float64)
         correct = np.asarray(correct, dtype=bool)
         self.novelty_threshold = float(novelty_threshold)
-        novel = np.asarray(novelty) > self.novelty_threshold
+        self.burst_threshold = None if burst_threshold is None else float(burst_threshold)
+        novel = self._novel(novelty, burst)
         n = len(confidence)
         # Flows not flagged as novel, least confident first: deferring the k first of them gives a review
         # share of (n_novel + k) / n, and the threshold that does it is the confidence of the (k+1)-th.
@@ -88,12 +99,23 @@ class DeferralPolicy:
         return self
 
     # -- deciding --------------------------------------------------------------------------------
-    def risk(self, confidence, novelty) -> np.ndarray:
+    def risk(self, confidence, novelty, burst=None) -> np.ndarray:
         r_conf = (1.0 - np.asarray(confidence, dtype=np.float64)) / max(1.0 - self.confidence_threshold, 1e-12)
         r_nov = np.asarray(novelty, dtype=np.float64) / max(self.novelty_threshold, 1e-12)
-        return np.maximum(r_conf, r_nov)
+        risk = np.maximum(r_conf, r_nov)
+        if burst is not None and self.burst_threshold is not None:
+            risk = np.maximum(risk, np.asarray(burst, dtype=np.float64) / max(self.burst_threshold, 1e-12))
+        return risk
 
-    def decide(self, confidence, novelty, *, invalid_value=None, unseen_category=None, disagreement=None):
+    def _novel(self, novelty, burst) -> np.ndarray:
+        """Flows over the novelty threshold or, where given, the burst threshold (reason ``novel``)."""
+        novel = np.asarray(novelty, dtype=np.float64) > self.novelty_threshold
+        if burst is not None and self.burst_threshold is not None:
+            novel |= np.asarray(burst, dtype=np.float64) > self.burst_threshold
+        return novel
+
+    def decide(self, confidence, novelty, *, invalid_value=None, unseen_category=None, disagreement=None,
+               burst=None):
         """Return (needs_review bool (n,), reasons list of lists of str, risk (n,)).
 
         Flows deferred for a learned reason have ``risk > 1``; under a review budget the riskiest ones
@@ -105,8 +127,8 @@ class DeferralPolicy:
         zeros = np.zeros(n, dtype=bool)
         invalid = zeros if invalid_value is None else np.asarray(invalid_value, dtype=bool)
         unseen = zeros if unseen_category is None else np.asarray(unseen_category, dtype=bool)
-        risk = self.risk(confidence, novelty)
-        if disagreement is not None:  # the third signal competes for the budget on the same scale
+        risk = self.risk(confidence, novelty, burst)
+        if disagreement is not None:  # disagreement competes for the budget on the same scale
             risk = np.maximum(risk, np.asarray(disagreement, dtype=np.float64) / self.disagreement_threshold)
         risk[invalid] = np.inf  # an invalid row has no meaningful score
         learned = (risk > 1.0) & ~invalid & ~unseen
@@ -115,7 +137,7 @@ class DeferralPolicy:
         hard = invalid | unseen
         reasons = [[] for _ in range(n)]
         for mask, name in ((invalid, "invalid_value"), (unseen & ~invalid, "unseen_category"),
-                           (learned & (novelty > self.novelty_threshold), "novel"),
+                           (learned & self._novel(novelty, burst), "novel"),
                            (learned & (confidence < self.confidence_threshold), "low_confidence")):
             for i in np.flatnonzero(mask):
                 reasons[i].append(name)
@@ -128,13 +150,15 @@ class DeferralPolicy:
     def to_dict(self) -> dict:
         return {"review_budget": self.review_budget, "target_accuracy": self.target_accuracy,
                 "disagreement_threshold": self.disagreement_threshold,
-                "confidence_threshold": self.confidence_threshold, "novelty_threshold": self.novelty_threshold}
+                "confidence_threshold": self.confidence_threshold, "novelty_threshold": self.novelty_threshold,
+                "burst_threshold": self.burst_threshold}
 
     @classmethod
     def from_dict(cls, d: dict) -> "DeferralPolicy":
         p = cls(review_budget=d["review_budget"], target_accuracy=d["target_accuracy"],
                 disagreement_threshold=d.get("disagreement_threshold", 0.2))
         p.confidence_threshold, p.novelty_threshold = d["confidence_threshold"], d["novelty_threshold"]
+        p.burst_threshold = d.get("burst_threshold")  # absent in model files from before the burst signal
         return p
 
 

@@ -5,7 +5,7 @@ to a ReviewQueue. Every input row yields exactly one output row, in input order.
 
 Scored CSV columns (docs/nids-triage.md, "score"):
     row, line, predicted_label, confidence, p_<class> (one per class), needs_review (1/0),
-    reasons (";"-separated), risk, novelty, flow_key (deferred rows only), error (bad rows only)
+    reasons (";"-separated), risk, novelty, burst, flow_key (deferred rows only), error (bad rows only)
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def scored_csv_text(model_id, table, scored, columns) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     classes = list(scored.classes)
     writer.writerow(["row", "line", "predicted_label", "confidence", *[f"p_{c}" for c in classes],
-                     "needs_review", "reasons", "risk", "novelty", "flow_key", "error"])
+                     "needs_review", "reasons", "risk", "novelty", "burst", "flow_key", "error"])
     proba = np.asarray(scored.proba, dtype=np.float64)
     for i in range(len(scored)):
         valid = scored.labels[i] != ""
@@ -84,6 +84,7 @@ def scored_csv_text(model_id, table, scored, columns) -> str:
         writer.writerow([i + 1, int(table.line[i]), scored.labels[i], _fmt(scored.confidence[i]) if valid else "",
                          *probs, int(bool(scored.needs_review[i])), ";".join(scored.reasons[i]),
                          _fmt(scored.risk[i]) if valid else "", _fmt(scored.novelty[i]) if valid else "",
+                         _fmt(scored.burst[i]) if valid and scored.burst is not None else "",
                          key, table.bad_message[i] or (_invalid_detail(table, i) if not valid else "")])
     return buf.getvalue()
 

@@ -69,6 +69,8 @@ def test_score_keeps_every_row_and_is_idempotent(work, capsys):
     assert [int(r["row"]) for r in rows] == list(range(1, 301)) and rows[0]["line"] == "2"  # header on line 1
     model = TriageModel.load(work / "model.npz")
     assert {f"p_{c}" for c in model.classes} <= set(rows[0])
+    assert all(float(r["burst"]) >= 0 for r in rows)  # the burst statistic of every flow in this file
+    assert all(float(r["burst"]) == 0 for r in rows if r["predicted_label"] != "normal")  # normal only
     deferred = [r for r in rows if r["needs_review"] == "1"]
     assert deferred and all(r["reasons"] and r["flow_key"] for r in deferred)
     with ReviewQueue(queue) as q:
@@ -119,6 +121,7 @@ def test_bad_rows_go_to_review_with_on_bad_row_review(work, capsys):
     assert [r["reasons"] for r in rows[:4]] == ["invalid_value", "invalid_value", "unseen_category", "invalid_value"]
     assert "line 2, column 'src_bytes'" in rows[0]["error"] and "dst_bytes" in rows[1]["error"]
     assert rows[0]["predicted_label"] == "" and rows[2]["predicted_label"] != ""
+    assert rows[0]["burst"] == "" and rows[2]["burst"] != ""  # an invalid row is not scored
     with ReviewQueue(work / "bad.db") as q:
         items = q.list()
     assert items[0].reasons == ["invalid_value"] and items[0].confidence is None

@@ -67,8 +67,11 @@ def test_model_file_round_trip(model, flows, tmp_path):
     assert again.model_id == model.model_id and again.classes == model.classes
     assert again.temperature == model.temperature and again.policy.to_dict() == model.policy.to_dict()
     assert again.config == model.config and again.report == model.report
+    assert again.burst.to_dict() == model.burst.to_dict()
+    np.testing.assert_array_equal(again.burst.cells_, model.burst.cells_)
     a, b = model.score(flows), again.score(flows)
     np.testing.assert_array_equal(a.proba, b.proba)
+    np.testing.assert_array_equal(a.burst, b.burst)
     np.testing.assert_array_equal(a.needs_review, b.needs_review)
     assert a.reasons == b.reasons and list(a.labels) == list(b.labels)
 
@@ -188,3 +191,43 @@ def test_recalibrating_on_another_training_file_is_refused(model):
     other = synthetic_table(np.random.default_rng(99), 3000)  # not the file the model was trained on
     with pytest.raises(ValueError, match="is not the file this model was trained on"):
         model.for_task(other, "binary")
+
+
+def test_a_campaign_called_normal_goes_to_review_as_novel(model, flows):
+    scored = model.score(flows)
+    normal = np.flatnonzero((scored.labels == "normal") & ~scored.needs_review)
+    one = normal[0]  # a confident, ordinary-looking normal flow ...
+    run = flows.subset(np.concatenate([np.arange(len(flows)), np.full(60, one)]))  # ... repeated 60 more times
+    burst = model.score(run)
+    copies = np.flatnonzero(np.isin(np.arange(len(run)), [one]) | (np.arange(len(run)) >= len(flows)))
+    assert (burst.labels[copies] == "normal").all()
+    assert (burst.burst[copies] > model.burst.threshold_).all()
+    assert burst.needs_review[copies].all() and all("novel" in burst.reasons[i] for i in copies)
+    assert burst.needs_review.mean() <= model.policy.review_budget + 1 / len(run)  # still within the budget
+    # the same flows predicted as an attack would not count: the signal is for flows about to be called normal
+    assert np.all(burst.burst[burst.labels != "normal"] == 0.0)
+
+
+def test_a_model_file_from_before_the_burst_detector_loads_and_keeps_its_id(model, flows, tmp_path):
+    import copy
+    import hashlib
+    import json
+
+    from nids_triage.policy import DeferralPolicy
+
+    old = copy.copy(model)
+    old.burst = None
+    old.policy = DeferralPolicy.from_dict({k: v for k, v in model.policy.to_dict().items() if k != "burst_threshold"})
+    path = tmp_path / "old.npz"
+    old.save(path)
+    again = TriageModel.load(path)
+    assert again.burst is None and again.policy.burst_threshold is None
+    scored = again.score(flows)
+    assert scored.burst is None and len(scored) == len(flows)
+    digest = hashlib.sha256()  # the id as model files of version 1 computed it
+    for net in again.networks:
+        digest.update(net.flat_params.tobytes())
+    policy_v1 = {k: v for k, v in again.policy.to_dict().items() if k != "burst_threshold"}  # its keys then
+    digest.update(json.dumps([again.task, again.temperature, policy_v1, again.novelty.to_dict(),
+                              again.encoder.to_dict()], sort_keys=True).encode("utf-8"))
+    assert again.model_id == digest.hexdigest()[:16] != model.model_id

@@ -124,3 +124,36 @@ def test_a_small_run_still_defers_a_risky_flow(rng):
     # and a run of 100 such flows with a 14 % budget defers exactly 14
     needs, _, _ = policy.decide(np.full(100, 0.2), np.linspace(1e3, 1e6, 100))
     assert needs.sum() == 14 and needs[-14:].all()  # the 14 most novel
+
+
+def test_a_burst_is_a_novel_reason_that_competes_for_the_budget(rng):
+    conf, correct, nov = calibrated(rng, 5000)
+    burst_val = np.zeros(5000)
+    burst_val[:100] = 50.0  # 2 % of validation flows over the burst threshold: they count as deferred there
+    policy = DeferralPolicy(review_budget=0.14).fit(conf, nov, correct, np.quantile(nov, 0.98), burst=burst_val,
+                                                    burst_threshold=10.0)
+    needs, reasons, risk = policy.decide(conf, nov, burst=burst_val)
+    assert needs.mean() <= 0.14 and needs[:100].all()
+    without = DeferralPolicy(review_budget=0.14).fit(conf, nov, correct, np.quantile(nov, 0.98))
+    assert policy.confidence_threshold < without.confidence_threshold  # fewer places left for confidence
+    conf2, _, nov2 = calibrated(rng, 1000)
+    burst = np.zeros(1000)
+    campaign = np.argsort(conf2)[-50:]  # the 50 most confident flows, in a burst
+    burst[campaign] = 1000.0
+    needs, reasons, risk = policy.decide(conf2, nov2, burst=burst)
+    assert needs[campaign].all()  # the riskiest under the cap: 1000 / 10 = risk 100
+    assert risk[campaign] == pytest.approx(100.0)
+    assert all("novel" in reasons[i] for i in campaign)
+    assert all("novel" not in reasons[i] or nov2[i] > policy.novelty_threshold
+               for i in np.flatnonzero(needs) if burst[i] == 0)
+
+
+def test_a_policy_saved_before_the_burst_signal_ignores_it(rng):
+    conf, correct, nov = calibrated(rng, 2000)
+    policy = DeferralPolicy(review_budget=0.14).fit(conf, nov, correct, 12.0)
+    old = {k: v for k, v in policy.to_dict().items() if k != "burst_threshold"}  # a version-1 model file's policy
+    again = DeferralPolicy.from_dict(old)
+    assert again.burst_threshold is None
+    a = again.decide(conf, nov, burst=np.full(2000, 1e9))
+    b = policy.decide(conf, nov)
+    assert np.array_equal(a[0], b[0]) and a[1] == b[1] and np.array_equal(a[2], b[2])

@@ -1,0 +1,107 @@
+"""BurstDetector: the Poisson statistic on hand-built runs, false alarms on in-distribution runs, a planted
+campaign found, invalid rows left out, and the round trip through its saved form."""
+import math
+
+import numpy as np
+import pytest
+
+from nids_triage.burst import BurstDetector
+
+
+def traffic(rng, n, d=6, kinds=400):
+    """Flows of ``kinds`` recurring kinds (a few near-identical flows each), like ordinary traffic."""
+    centres = rng.normal(0.0, 3.0, (kinds, d))
+    weights = rng.dirichlet(np.ones(kinds))
+    return more_traffic(rng, n, centres, weights), centres, weights
+
+
+def more_traffic(rng, n, centres, weights):
+    """More flows drawn like ``traffic``'s (the same kinds, the same mix)."""
+    kind = rng.choice(len(weights), n, p=weights)
+    return (centres[kind] + rng.normal(0.0, 0.02, (n, centres.shape[1]))).astype(np.float32)
+
+
+def test_statistic_on_a_hand_built_run():
+    train = np.array([[0.1, 0.1]] * 6 + [[2.1, 0.1]] * 2, dtype=np.float32)  # 6 flows in one cell, 2 in another
+    det = BurstDetector(cell=1.0).fit(train)
+    assert det.n_train_ == 8 and len(det.cells_) == 2 and sorted(det.counts_) == [2, 6]
+    run = np.array([[0.2, 0.3]] * 3 + [[5.5, 5.5]] * 4 + [[2.5, 0.5]], dtype=np.float32)  # n = 8
+    burst = det.score(run)
+    n1, N = len(run) - 1, 8
+    assert 2 / n1 < 6 / N and np.all(burst[:3] == 0.0)  # the busy training cell is rarer in the run: no burst
+    k, t = 3.0, 0.0  # the cell training never saw: 3 other flows each
+    p = (k + t) / (n1 + N)
+    assert burst[3:7] == pytest.approx(k * math.log(k / (n1 * p)))  # + t ln(t / e_t) = 0 for t = 0
+    assert burst[3] == pytest.approx(3 * math.log(1 + N / n1))
+    assert burst[7] == 0.0  # alone in its cell: k = 0
+    # both counts matter: 4 of 8 run flows against 2 of 8 training flows in one cell
+    k, t = 3.0, 2.0
+    run2 = np.array([[2.2, 0.2]] * 4 + [[9.5, 9.5]] * 4, dtype=np.float32)
+    p = (k + t) / (n1 + N)
+    expected = k * math.log(k / (n1 * p)) + t * math.log(t / (N * p))
+    assert det.score(run2)[0] == pytest.approx(expected)
+
+
+def test_rows_in_one_cell_share_a_hash_and_distinct_cells_do_not():
+    rng = np.random.default_rng(0)
+    det = BurstDetector(cell=0.5).fit(rng.normal(size=(10, 4)))
+    grid = np.stack(np.meshgrid(*[np.arange(-6, 6)] * 4, indexing="ij"), axis=-1).reshape(-1, 4) * 0.5 + 0.25
+    hashes = det.cell_hashes(grid)
+    assert len(np.unique(hashes)) == len(grid)  # 20,736 distinct cells, no collision
+    np.testing.assert_array_equal(det.cell_hashes(grid + 0.2), hashes)  # moved inside their cells
+    with pytest.raises(ValueError, match="expects 4 encoded features"):
+        det.cell_hashes(grid[:, :3])
+
+
+def test_false_alarm_rate_holds_for_runs_of_any_size_and_a_campaign_is_found():
+    rng = np.random.default_rng(1)
+    X_train, centres, weights = traffic(rng, 20_000)
+    det = BurstDetector(cell=0.5, false_alarm_rate=0.02).fit(X_train)
+    det.calibrate(det.score(more_traffic(np.random.default_rng(2), 5_000, centres, weights)))
+    for size in (200, 2_000, 10_000):  # validation was one run of 5,000
+        shares = [(det.score(more_traffic(np.random.default_rng(100 + seed), size, centres, weights))
+                   > det.threshold_).mean() for seed in range(5)]
+        assert np.mean(shares) <= 0.03, (size, shares)
+    # a campaign: 150 near-identical flows of a kind training never had, inside a run of 5,000 ordinary ones
+    r = np.random.default_rng(7)
+    ordinary = more_traffic(r, 4_850, centres, weights)
+    campaign = np.full((150, centres.shape[1]), 20.1) + r.normal(0, 0.02, (150, centres.shape[1]))
+    run = np.vstack([ordinary, campaign])
+    burst = det.score(run)
+    assert np.all(burst[-150:] > 100 * det.threshold_)
+    assert (burst[:-150] > det.threshold_).mean() <= 0.03
+
+
+def test_order_of_the_run_does_not_matter_and_invalid_rows_are_not_counted():
+    rng = np.random.default_rng(4)
+    X_train, centres, weights = traffic(rng, 5_000)
+    det = BurstDetector().fit(X_train)
+    run = np.vstack([X_train[:300], np.full((20, X_train.shape[1]), 9.0)])
+    burst = det.score(run)
+    perm = rng.permutation(len(run))
+    np.testing.assert_array_equal(det.score(run[perm]), burst[perm])
+    valid = np.ones(len(run), bool)
+    valid[-20:-2] = False  # 18 of the 20 identical flows are invalid rows: not counted, scored 0
+    masked = det.score(run, valid)
+    assert np.all(masked[-20:-2] == 0.0)
+    assert masked[-1] < burst[-1] and masked[-1] > 0.0  # a pair is left: k = 1
+    assert det.score(run[:1]).tolist() == [0.0]  # a run of one has no others
+
+
+def test_round_trip_and_damaged_arrays_refused():
+    rng = np.random.default_rng(5)
+    X_train, _, _ = traffic(rng, 3_000)
+    det = BurstDetector(cell=0.5, false_alarm_rate=0.05).fit(X_train)
+    det.calibrate(det.score(X_train[:1000]))
+    again = BurstDetector.from_dict(det.to_dict(), det.arrays())
+    run = np.vstack([X_train[:500], np.full((30, X_train.shape[1]), -7.0)])
+    np.testing.assert_array_equal(again.score(run), det.score(run))
+    assert again.threshold_ == det.threshold_ and again.to_dict() == det.to_dict()
+    arrays = det.arrays()
+    with pytest.raises(ValueError, match="do not fit together"):
+        BurstDetector.from_dict(det.to_dict(), {**arrays, "burst.counts": arrays["burst.counts"][:-1]})
+    with pytest.raises(ValueError, match="sorted and distinct"):
+        BurstDetector.from_dict(det.to_dict(), {**arrays, "burst.cells": arrays["burst.cells"][::-1],
+                                                "burst.counts": arrays["burst.counts"][::-1]})
+    with pytest.raises(ValueError, match="cell size"):
+        BurstDetector(cell=0.0)
