@@ -123,7 +123,7 @@ def main(argv=None):
     X_part = model.encoder.transform(part).X
     print(f"trained 5-class model, seed {args.seed} ({time.perf_counter() - tic:.0f} s)")
 
-    signals, outcome = {}, {}
+    signals, outcome, scored_by, raw_burst_by = {}, {}, {}, {}
     for split, table in (("validation", val), ("KDDTest+", test)):
         encoded = model.encoder.transform(table)
         scored = model.score(table)
@@ -134,14 +134,16 @@ def main(argv=None):
         signals[split] = {"confidence": 1.0 - np.nan_to_num(scored.confidence, nan=0.0),
                           "mahalanobis": scored.novelty, "nn_input": nearest, "nn_class": nearest_same,
                           "run_density": density, "burst": scored.burst}
-        tool_risk, tool_scored = scored.risk, scored
-        raw_burst = model.burst.score(encoded.X, valid=~(encoded.invalid_value | table.bad))  # before the normal mask
+        scored_by[split] = scored
+        raw_burst_by[split] = model.burst.score(encoded.X, valid=~(encoded.invalid_value | table.bad))  # unmasked
         outcome[split] = (scored.labels == model.true_labels(table),
                           encoded.unseen_category | encoded.invalid_value | table.bad)
         print(f"signals for {split} ({time.perf_counter() - tic:.0f} s)")
 
     val_sig, test_sig = signals["validation"], signals["KDDTest+"]
     correct, hard = outcome["KDDTest+"]
+    tool_scored, raw_burst = scored_by["KDDTest+"], raw_burst_by["KDDTest+"]
+    tool_risk = tool_scored.risk
     # the confidence threshold the tool fitted on validation, as a risk scale: r_c = (1 - conf) / (1 - t_conf)
     t_conf = model.policy.confidence_threshold
     r_conf = test_sig["confidence"] / max(1.0 - t_conf, 1e-12)
@@ -162,9 +164,24 @@ def main(argv=None):
     print(f"\nthe tool (confidence, mahalanobis and burst, max rule): auto-decided accuracy "
           f"{auto_accuracy(tool_risk, correct, hard, args.budget):.4f}")
     left = ~correct & ~tool_scored.needs_review
+    burst_over = np.asarray(tool_scored.burst) > model.policy.burst_threshold
     pairs = Counter(zip(test.attack[left].tolist(), tool_scored.labels[left].tolist())).most_common(8)
     print("its auto-decided errors, most common (attack name -> predicted): "
           + ", ".join(f"{name} -> {label} {n:,}" for (name, label), n in pairs))
+    capped, places = left & (tool_risk > 1.0), int(np.ceil(args.budget * len(left)))
+    print(f"  {capped.sum():,} of those {left.sum():,} errors were over a threshold (risk > 1) but lost to the "
+          f"budget's cap ({(tool_risk > 1.0).sum():,} flows over a threshold for {places:,} places); over the burst "
+          "threshold among them: "
+          + ", ".join(f"{name} {int((capped & burst_over & (test.attack == name)).sum()):,}"
+                      for name in ("mailbomb", "guess_passwd")))
+    test_X = model.encoder.transform(test).X
+    for name in ("mailbomb", "guess_passwd"):  # campaigns called normal: how many cells their auto-decided flows fill
+        rows = left & (test.attack == name) & (tool_scored.labels == "normal")
+        cells, size = np.unique(model.burst.cell_hashes(test_X[rows]), return_counts=True)
+        small = size < model.burst.min_flows
+        print(f"  {name} called normal and auto-decided: {rows.sum():,} flows in {len(cells):,} cells; "
+              f"{int(small.sum()):,} of these cells hold fewer than {model.burst.min_flows} of them "
+              f"({int(size[small].sum()):,} flows)")
     # the priors re-estimated on the run (EM), then the tool's rule on the re-weighted probabilities
     fine_val = bn.calibrated_proba(model.logits(model.encoder.transform(val).X), model.temperature)
     fine_test = bn.calibrated_proba(model.logits(model.encoder.transform(test).X), model.temperature)

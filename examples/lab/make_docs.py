@@ -117,8 +117,9 @@ novelty       d(x) = (h - mu_c)^T S^-1 (h - mu_c)        h = last hidden layer, 
               mu_c = class mean, S = shared within-class covariance + ridge (on the train part);
               t_nov = 98 % quantile of d on validation (2 % of ordinary flows flagged by design)
 burst         b(x) = k ln(k / e_k) + t ln(t / e_t)       k other flows of the scored file, t training flows in
-              x's cell (side 0.5 standard deviations); e_k, e_t: the counts if file and training shared one
-              rate (0 unless k / (n - 1) > t / N); only for flows predicted normal; t_burst = 98 % quantile
+              x's cell (side 0.5 standard deviations); e_k, e_t: their expected split if file and training
+              shared one rate (0 unless k / (n - 1) > t / N and k + 1 >= 10); only for flows predicted normal;
+              t_burst = 98 % quantile on normal validation flows at several file sizes, at least 2.11
 risk          r = max((1 - conf) / (1 - t_conf), d / t_nov, b / t_burst)   defer when r > 1
               t_conf: the largest threshold that defers <= 14 % of validation flows (the review budget);
               per scored file at most 14 % are deferred (the riskiest); an unseen service/flag always is

@@ -11,8 +11,9 @@ KDDTrain+ only, never on the test files:
     novelty       d(x) = (h(x) - mu_c)^T S^-1 (h(x) - mu_c) in the last hidden layer, c = predicted class;
                   threshold = the 98 % quantile of d on validation flows
     burst         b(x) = k ln(k / e_k) + t ln(t / e_t): k other flows of the scored file and t training flows in
-                  x's cell of feature space (side 0.5 standard deviations), e_k, e_t their counts if file and
-                  training shared one rate; only for flows predicted normal; threshold = 98 % quantile on validation
+                  x's cell of feature space (side 0.5 standard deviations), e_k, e_t their expected split if file
+                  and training shared one rate; groups of >= 10 flows, flows predicted normal only; threshold =
+                  98 % quantile on normal validation flows at several file sizes, at least z^2 / 2 = 2.11
     risk          r = max((1 - confidence) / (1 - t_conf), d / t_novelty, b / t_burst);  defer when r > 1,
                   t_conf chosen so that at most the review budget (14 %) of validation flows is deferred
 
@@ -215,7 +216,7 @@ def main(argv=None):
     print(f"      novelty threshold    t_novelty = {policy.novelty_threshold:.2f}   "
           f"(the {100 * (1 - config.novelty_false_alarm):.0f} % quantile of d on validation)")
     print(f"      burst threshold      t_burst   = {policy.burst_threshold:.2f}   "
-          f"(the {100 * (1 - config.novelty_false_alarm):.0f} % quantile of b on validation, scored as one file)")
+          f"(the {100 * (1 - config.burst_false_alarm):.0f} % quantile of b on normal validation flows, or z^2 / 2)")
     print(f"      confidence threshold t_conf    = {policy.confidence_threshold:.4f}   "
           f"(the largest that keeps validation deferrals <= {BUDGET})")
     print(f"  validation: accuracy {report['validation_accuracy']:.4f}, {pct(report['validation_review_share'])} "

@@ -10,29 +10,44 @@ So the encoded feature space is cut into cubic cells of side ``cell`` (in standa
 near-identical flows together), and for every flow of a run of n flows::
 
     k = other flows of the run in its cell (of n' = n - 1)      t = training flows in its cell (of N)
-    pooled share p = (k + t) / (n' + N);  expected counts e_k = n' p,  e_t = N p
-    burst = k ln(k / e_k) + t ln(t / e_t)     if k / n' > t / N  (more common in the run), else 0
+    the run's share of all flows q = n' / (n' + N);  of the k + t flows of this kind, expected in the run
+    e_k = (k + t) q, in training e_t = (k + t) (1 - q)
+    burst = k ln(k / e_k) + t ln(t / e_t)   if k / n' > t / N (more common in the run) and k + 1 >= min_flows,
+            else 0
 
-``burst`` is half the G statistic (log-likelihood ratio) of the 2 x 2 table "this cell or not" x "run or
-training": how much better "this kind of flow is over-represented in the run" explains the two counts than
-"run and training share one rate". It weighs the run's count against the training count's own noise, so
-under "the run is drawn like training" its distribution does not depend on the run's size, and one
-threshold serves every run: the (1 - false_alarm_rate) quantile over the validation flows, scored as one
-run (in-distribution, so that share is flagged by design). A pair of identical flows scores about
-ln(1 + N / n'), a few hundred identical flows in a cell training never filled score in the thousands.
+``burst`` is the log-likelihood ratio of the k + t flows of this kind splitting k : t between run and training,
+against the split the two sizes predict (binomial, share q): how much better "this kind of flow is
+over-represented in this run" explains the counts than "the run is drawn like training". A cell training never
+filled (t = 0) scores k ln(1 + N / n'). Only groups of at least ``min_flows`` (10) flows count: a campaign is
+many flows, and a few repeats are common in real captures while NSL-KDD's files were de-duplicated, so
+training would call any repeat surprising.
+
+The threshold is set on validation flows of the "normal" class (in-distribution, the flows the signal must
+leave alone): their (1 - false_alarm_rate) quantile, scored as one run and as random runs of 100, 1,000 and
+5,000 of them, the largest of these, so that no file size up to the validation part's flags more than that
+share. It is never below z^2 / 2, z the normal quantile at 1 - false_alarm_rate: for a group of many flows the
+statistic of an ordinary group is about half a chi-squared variable with one degree of freedom (Wilks), whatever
+the file's size, so this bound also holds in files larger than the validation part.
 
 Only the training cells' counts are kept (a 64-bit hash per cell, not the flows): ~24,000 cells for NSL-KDD's
-100,000 training flows. Scoring is linear in the run (one ``np.unique`` over the run's cell hashes), unlike
-an all-pairs neighbour search. The policy uses the signal for flows the network calls *normal* only: a burst
-the network already calls an attack raises an alert anyway (and DoS floods are bursts by nature), while a
-burst auto-labelled normal is the costly miss (see ``policy.py``).
+100,000 training flows. Scoring costs one sort of the run's cell hashes (``np.unique``), unlike an all-pairs
+neighbour search. The policy uses the signal for flows the network calls *normal* only: a burst the network
+already calls an attack raises an alert anyway (and DoS floods are bursts by nature), while a burst
+auto-labelled normal is the costly miss (see ``policy.py``). A training file without a "normal" class has no
+burst signal.
 """
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
 
-#: rows hashed at a time: the (rows, features) int64 cell indices are 8x the float32 flows
+#: rows hashed at a time: the (rows, features) int64 cell indices take twice the memory of the float32 flows
 HASH_CHUNK = 16384
+#: the sizes of the random validation runs the threshold is also set on (besides the whole validation part)
+CALIBRATION_SIZES = (100, 1000, 5000)
+#: cell indices are clipped to this (a huge finite value must not overflow the int64 index)
+MAX_INDEX = 2.0**62
 
 
 def _xlogy(x, expected):
@@ -41,14 +56,17 @@ def _xlogy(x, expected):
 
 
 class BurstDetector:
-    def __init__(self, *, cell: float = 0.5, false_alarm_rate: float = 0.02, seed: int = 0):
+    def __init__(self, *, cell: float = 0.5, min_flows: int = 10, false_alarm_rate: float = 0.02, seed: int = 0):
         if not cell > 0:
             raise ValueError(f"burst cell size must be > 0, got {cell!r}")
+        if int(min_flows) != min_flows or min_flows < 2:
+            raise ValueError(f"burst min_flows must be a whole number >= 2, got {min_flows!r}")
         if not 0.0 < false_alarm_rate < 1.0:
             raise ValueError(f"false_alarm_rate must be in (0, 1), got {false_alarm_rate}")
         self.cell = float(cell)
+        self.min_flows = int(min_flows)
         self.false_alarm_rate = float(false_alarm_rate)
-        self.seed = seed
+        self.seed = int(seed)
         self.multipliers_ = self.cells_ = self.counts_ = None
         self.n_train_ = 0
         self.threshold_ = None
@@ -65,7 +83,9 @@ class BurstDetector:
             raise ValueError(f"burst detector expects {len(self.multipliers_)} encoded features, got shape {X.shape}")
         out = np.empty(len(X), dtype=np.uint64)
         for start in range(0, len(X), HASH_CHUNK):
-            index = np.floor(X[start:start + HASH_CHUNK] / self.cell).astype(np.int64)
+            index = np.floor(X[start:start + HASH_CHUNK] / self.cell)
+            index = np.nan_to_num(index, nan=0.0, posinf=MAX_INDEX, neginf=-MAX_INDEX)  # (invalid rows: not counted)
+            index = np.clip(index, -MAX_INDEX, MAX_INDEX).astype(np.int64)
             out[start:start + HASH_CHUNK] = (index.view(np.uint64) * self.multipliers_).sum(axis=1, dtype=np.uint64)
         return out
 
@@ -81,6 +101,7 @@ class BurstDetector:
 
     def training_counts(self, hashes: np.ndarray) -> np.ndarray:
         """t for each hash: training flows in that cell (0 for a cell training never saw)."""
+        hashes = np.asarray(hashes, dtype=np.uint64)
         pos = np.minimum(np.searchsorted(self.cells_, hashes), len(self.cells_) - 1)
         return np.where(self.cells_[pos] == hashes, self.counts_[pos], 0)
 
@@ -91,41 +112,69 @@ class BurstDetector:
         valid = np.ones(len(X), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
         burst = np.zeros(len(X))
         rows = np.flatnonzero(valid)
-        if len(rows) < 2:
+        if len(rows) < self.min_flows:
             return burst
         cells, where, in_run = np.unique(self.cell_hashes(X[rows]), return_inverse=True, return_counts=True)
         k = (in_run - 1).astype(np.float64)[where]  # the other flows of the run in the same cell
         t = self.training_counts(cells).astype(np.float64)[where]
         n_run, n_train = len(rows) - 1, self.n_train_
-        over = k * n_train > t * n_run  # k / n' > t / N: the cell is more common in the run than in training
+        # the cell is more common in the run than in training (k / n' > t / N), and a group, not a few repeats
+        over = (k * n_train > t * n_run) & (k + 1 >= self.min_flows)
         k, t = k[over], t[over]
-        pooled = (k + t) / (n_run + n_train)
-        burst[rows[over]] = _xlogy(k, n_run * pooled) + _xlogy(t, n_train * pooled)
+        share = n_run / (n_run + n_train)  # q: the run's share of all flows, run and training together
+        burst[rows[over]] = _xlogy(k, (k + t) * share) + _xlogy(t, (k + t) * (1.0 - share))
         return burst
 
-    def calibrate(self, validation_scores: np.ndarray) -> float:
-        """Set the threshold so that ``false_alarm_rate`` of in-distribution flows exceed it."""
-        self.threshold_ = float(np.quantile(validation_scores, 1.0 - self.false_alarm_rate))
+    def calibrate(self, X_val: np.ndarray, ordinary: np.ndarray | None = None) -> float:
+        """Set the threshold on validation flows (``ordinary``: those of the normal class) so that at most
+        ``false_alarm_rate`` of the ordinary ones exceed it, in the whole validation run and in random runs of
+        ``CALIBRATION_SIZES`` flows (the largest of these quantiles), and never below ``large_run_bound``."""
+        X_val = np.asarray(X_val)
+        ordinary = np.ones(len(X_val), dtype=bool) if ordinary is None else np.asarray(ordinary, dtype=bool)
+        rng = np.random.default_rng(self.seed)
+        level = 1.0 - self.false_alarm_rate
+        quantiles = [float(np.quantile(self.score(X_val)[ordinary], level))] if ordinary.any() else []
+        for size in CALIBRATION_SIZES:
+            if size >= len(X_val) or not ordinary.any():
+                continue
+            scores = []
+            for _ in range(5):
+                rows = rng.choice(len(X_val), size, replace=False)
+                scores.append(self.score(X_val[rows])[ordinary[rows]])
+            quantiles.append(float(np.quantile(np.concatenate(scores), level)))
+        self.threshold_ = max(quantiles + [self.large_run_bound()])
         return self.threshold_
+
+    def large_run_bound(self) -> float:
+        """z^2 / 2 with z the normal (1 - false_alarm_rate) quantile: the statistic's one-sided threshold for a
+        group of many ordinary flows (half a chi-squared variable, one degree of freedom), at any file size."""
+        z = NormalDist().inv_cdf(1.0 - self.false_alarm_rate)
+        return z * z / 2.0
 
     # -- persistence: small config in JSON, arrays beside the model's weights ------------------
     def to_dict(self) -> dict:
-        return {"cell": self.cell, "false_alarm_rate": self.false_alarm_rate, "threshold": self.threshold_,
-                "n_train": self.n_train_}
+        return {"cell": self.cell, "min_flows": self.min_flows, "false_alarm_rate": self.false_alarm_rate,
+                "seed": self.seed, "threshold": self.threshold_, "n_train": self.n_train_}
 
     def arrays(self) -> dict:
         return {"burst.multipliers": self.multipliers_, "burst.cells": self.cells_, "burst.counts": self.counts_}
 
     @classmethod
     def from_dict(cls, config: dict, arrays: dict) -> "BurstDetector":
-        obj = cls(cell=config["cell"], false_alarm_rate=config["false_alarm_rate"])
-        obj.threshold_ = config["threshold"]
+        obj = cls(cell=config["cell"], min_flows=config["min_flows"], false_alarm_rate=config["false_alarm_rate"],
+                  seed=config.get("seed", 0))
+        obj.threshold_ = float(config["threshold"])
         obj.n_train_ = int(config["n_train"])
         obj.multipliers_ = np.asarray(arrays["burst.multipliers"], dtype=np.uint64)
         obj.cells_ = np.asarray(arrays["burst.cells"], dtype=np.uint64)
         obj.counts_ = np.asarray(arrays["burst.counts"], dtype=np.int64)
-        if len(obj.cells_) != len(obj.counts_) or obj.n_train_ != int(obj.counts_.sum()) or not len(obj.cells_):
+        if (len(obj.cells_) != len(obj.counts_) or not len(obj.cells_) or np.any(obj.counts_ < 1)
+                or obj.n_train_ != int(obj.counts_.sum())):
             raise ValueError("burst arrays do not fit together (cells vs counts vs training flows)")
         if np.any(obj.cells_[1:] <= obj.cells_[:-1]):  # training_counts' binary search needs them sorted
             raise ValueError("burst cells must be sorted and distinct")
+        if not len(obj.multipliers_) or np.any(obj.multipliers_ % np.uint64(2) == 0):
+            raise ValueError("burst hash multipliers must be odd")
+        if not (np.isfinite(obj.threshold_) and obj.threshold_ > 0):
+            raise ValueError(f"burst threshold must be a finite number > 0, got {obj.threshold_!r}")
         return obj

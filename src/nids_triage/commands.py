@@ -68,7 +68,8 @@ def config_from_args(args) -> TrainConfig:
                          batch_size=args.batch_size, learning_rate=args.learning_rate,
                          class_weight=None if args.class_weight == "none" else args.class_weight,
                          validation_fraction=args.validation_fraction, patience=args.patience,
-                         novelty_false_alarm=args.novelty_false_alarm, review_budget=budget,
+                         novelty_false_alarm=args.novelty_false_alarm, burst_false_alarm=args.burst_false_alarm,
+                         review_budget=budget,
                          target_accuracy=target, seed=args.seed)
     return apply_overrides(config, args.overrides)
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -30,55 +29,12 @@ import numpy as np
 import barenet as bn
 
 from .burst import BurstDetector
+from .config import TrainConfig, _check_config  # noqa: F401 (TrainConfig is still imported from here)
 from .features import FeatureEncoder
+from .model_file import load_model, save_model
 from .novelty import MahalanobisNovelty
 from .policy import DeferralPolicy, risk_coverage
 from .schema import TASKS, labels_for_task
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters; the defaults are the lab's network (64 -> 32 ReLU, dropout, He init, batch 64, Adam)."""
-
-    hidden: tuple = (64, 32)
-    dropout: float = 0.2
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    class_weight: str | None = "balanced"
-    validation_fraction: float = 0.2
-    patience: int = 3
-    members: int = 5
-    novelty_false_alarm: float = 0.02
-    review_budget: float | None = 0.14
-    target_accuracy: float | None = None
-    seed: int = 0
-
-    def to_dict(self):
-        d = dict(vars(self))
-        d["hidden"] = list(self.hidden)
-        return d
-
-
-def _check_config(config: TrainConfig) -> None:
-    """Fail before training, not after: the goal, the sizes, the rates, the split."""
-    DeferralPolicy(review_budget=config.review_budget, target_accuracy=config.target_accuracy)
-    for name in ("members", "epochs", "batch_size", "patience"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-    if not (isinstance(config.learning_rate, (int, float)) and math.isfinite(config.learning_rate)
-            and config.learning_rate > 0):
-        raise ValueError(f"learning_rate must be a finite number > 0, got {config.learning_rate!r}")
-    rates = config.dropout if isinstance(config.dropout, (list, tuple)) else [config.dropout]
-    if isinstance(config.dropout, (list, tuple)) and len(rates) != len(config.hidden):
-        raise ValueError(f"dropout must be one rate or one per hidden layer ({len(config.hidden)}), "
-                         f"got {config.dropout!r}")
-    for rate in rates:  # None: no dropout, as in build_mlp
-        if rate is not None and not (isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 <= rate < 1):
-            raise ValueError(f"dropout must be a rate in [0, 1) or one per hidden layer, got {config.dropout!r}")
-    if not 0.0 < config.validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in (0, 1), got {config.validation_fraction}")
 
 
 @dataclass
@@ -202,12 +158,13 @@ class TriageModel:
         other.calibrate(None, None, self.encoder.transform(val).X, y_val, novelty=self.novelty, burst=self.burst)
         return other
 
-    def calibrate(self, X_tr, y_tr, X_val, y_val, *, novelty=None, burst=None):
+    def calibrate(self, X_tr, y_tr, X_val, y_val, *, novelty=None, burst=None, fit_burst=True):
         """Temperature, novelty and burst detectors and deferral thresholds, all from the validation part.
 
         ``X_*`` are encoded flows, ``y_*`` attack names; the detectors are fitted on the train part, unless
-        detectors already fitted for these networks are given (then ``X_tr, y_tr`` are not needed). The
-        validation part is scored as one run for the burst threshold.
+        detectors already fitted for these networks are given (then ``X_tr, y_tr`` are not needed). Without
+        a burst detector and with ``fit_burst=False`` (or no train part) the model has none, as model files
+        from before it: ``retrain`` keeps a model's signals as they are.
         """
         cfg, net = self.config, self.network
         fine_val = np.searchsorted(net.classes_, y_val)
@@ -236,19 +193,19 @@ class TriageModel:
         if novelty.threshold_ is None:
             self.novelty.calibrate(novelty_val)
 
-        if burst is None:
-            burst = BurstDetector(false_alarm_rate=cfg.novelty_false_alarm).fit(X_tr)
-        self.burst = burst
-        burst_val = self.burst.score(X_val)
-        if burst.threshold_ is None:
-            self.burst.calibrate(burst_val)
+        if burst is None and fit_burst and X_tr is not None:
+            burst = BurstDetector(false_alarm_rate=cfg.burst_false_alarm, seed=cfg.seed).fit(X_tr)
+        self.burst, burst_val = burst, None
+        if burst is not None:  # the threshold from the normal validation flows, the signal for predicted normal
+            if burst.threshold_ is None:
+                burst.calibrate(X_val, ordinary=np.asarray(y_val) == "normal")
+            burst_val = self._burst_for_normal(burst.score(X_val), proba.argmax(axis=1))
 
         confidence = proba.max(axis=1)
         correct = proba.argmax(axis=1) == task_index
-        burst_val = self._burst_for_normal(burst_val, proba.argmax(axis=1))
         self.policy = DeferralPolicy(review_budget=cfg.review_budget, target_accuracy=cfg.target_accuracy)
         self.policy.fit(confidence, novelty_val, correct, self.novelty.threshold_, burst=burst_val,
-                        burst_threshold=self.burst.threshold_)
+                        burst_threshold=None if burst is None else burst.threshold_)
         needs, _, risk = self.policy.decide(confidence, novelty_val, burst=burst_val)
         self.report = {
             "training_data": self.report.get("training_data"),  # kept across recalibrations
@@ -258,11 +215,11 @@ class TriageModel:
             "calibration_after": after,
             "validation_accuracy": float(correct.mean()),
             "validation_fine_accuracy": float((logits.argmax(axis=1) == fine_val).mean()),
-            "validation_burst_share": float((burst_val > self.burst.threshold_).mean()),
+            "validation_burst_share": None if burst is None else float((burst_val > burst.threshold_).mean()),
             "validation_review_share": float(needs.mean()),
             "validation_auto_accuracy": float(correct[~needs].mean()) if (~needs).any() else None,
             "risk_coverage": risk_coverage(risk, correct),
-            "history": [m.history_.to_dict() for m in self.networks],
+            "history": [None if m.history_ is None else m.history_.to_dict() for m in self.networks],
         }
 
     # ------------------------------------------------------------------------------------------
@@ -271,7 +228,8 @@ class TriageModel:
         if len(table) == 0:  # an empty capture is a normal event: an empty result, not an error
             k = len(self.classes)
             return ScoredFlows(np.array([], dtype=str), np.array([]), np.zeros((0, k)), list(self.classes),
-                               np.zeros(0, dtype=bool), [], np.array([]), np.array([]))
+                               np.zeros(0, dtype=bool), [], np.array([]), np.array([]),
+                               burst=None if self.burst is None else np.array([]))
         encoded = self.encoder.transform(table)
         invalid = encoded.invalid_value | table.bad
         logits = self.logits(encoded.X, batch_size=batch_size)
@@ -323,19 +281,16 @@ class TriageModel:
         parts = [self.task, self.temperature, policy, self.novelty.to_dict(), self.encoder.to_dict()]
         if self.burst is not None:
             parts.append(self.burst.to_dict())
-            digest.update(self.burst.cells_.tobytes())
+            for array in self.burst.arrays().values():
+                digest.update(array.tobytes())
         digest.update(json.dumps(parts, sort_keys=True).encode("utf-8"))
         return digest.hexdigest()[:16]
 
     # ------------------------------------------------------------------------------------------
     def save(self, path) -> None:
         """One pickle-free .npz, written atomically (see ``model_file.py``)."""
-        from .model_file import save_model
-
         save_model(self, path)
 
     @classmethod
     def load(cls, path) -> "TriageModel":
-        from .model_file import load_model
-
-        return load_model(path)
+        return load_model(path, cls)

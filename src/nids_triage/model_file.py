@@ -5,21 +5,22 @@ novelty detector's and the burst detector's arrays sit beside it as extra arrays
 encoder, temperature, thresholds, configuration, validation report) is JSON under ``metadata["nids_triage"]``.
 barenet writes the file atomically and checksums every array; loading never executes code.
 
-Version 1 files written before the burst detector have no ``burst`` entry: they load without it and score as
-before (``TriageModel.burst`` is None).
+Version 2 added the burst detector (``burst`` entry, ``burst.*`` arrays). Version 1 files, from before it, load
+without one and score as before (``TriageModel.burst`` is None, the model id unchanged); a version-1 reader
+refuses version-2 files instead of dropping their burst signal silently.
 """
 from __future__ import annotations
 
 import barenet as bn
 
 from .burst import BurstDetector
+from .config import TrainConfig
 from .features import FeatureEncoder
-from .model import TrainConfig, TriageModel
 from .novelty import MahalanobisNovelty
 from .policy import DeferralPolicy
 
 MODEL_FORMAT = "nids_triage.TriageModel"
-MODEL_VERSION = 1
+MODEL_VERSION = 2  # 2: the burst detector; 1: before it (still read)
 
 
 def save_model(model, path) -> None:
@@ -45,8 +46,8 @@ def save_model(model, path) -> None:
     model.network.save(path, metadata=meta, arrays=arrays)
 
 
-def load_model(path) -> TriageModel:
-    """Read a TriageModel; a damaged or foreign file raises barenet's ModelFileError naming it."""
+def load_model(path, model_class):
+    """Read a ``model_class`` (TriageModel); a damaged or foreign file raises barenet's ModelFileError naming it."""
     net = bn.load(path)
     meta = net.metadata.get("nids_triage")
     if not meta or meta.get("format") != MODEL_FORMAT:
@@ -54,12 +55,12 @@ def load_model(path) -> TriageModel:
     if meta.get("version", 0) > MODEL_VERSION:
         raise bn.ModelFileError(f"{path}: triage model version {meta['version']} is newer than this nids-triage")
     try:
-        return _from_parts(net, meta)
+        return _from_parts(net, meta, model_class)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise bn.ModelFileError(f"{path}: the triage metadata is incomplete or damaged ({exc!r})") from None
 
 
-def _from_parts(net, meta) -> TriageModel:
+def _from_parts(net, meta, model_class):
     cfg = dict(meta["config"])
     cfg["hidden"] = tuple(cfg["hidden"])
     networks = [net]
@@ -74,7 +75,13 @@ def _from_parts(net, meta) -> TriageModel:
         networks.append(member)
     if len(networks) != int(meta.get("members", 1)):
         raise ValueError(f"{meta.get('members')} members declared, {len(networks)} stored")
+    histories = (meta.get("report") or {}).get("history") or []
+    for member, history in zip(networks[1:], histories[1:]):  # the first network's came with its own manifest
+        member.history_ = None if history is None else bn.History.from_dict(history)
     burst = BurstDetector.from_dict(meta["burst"], net.extra_arrays) if "burst" in meta else None
-    return TriageModel(meta["task"], FeatureEncoder.from_dict(meta["encoder"]), networks, meta["temperature"],
-                       MahalanobisNovelty.from_dict(meta["novelty"], net.extra_arrays),
-                       DeferralPolicy.from_dict(meta["policy"]), TrainConfig(**cfg), meta.get("report"), burst=burst)
+    policy = DeferralPolicy.from_dict(meta["policy"])
+    if policy.burst_threshold != (None if burst is None else burst.threshold_):
+        raise ValueError(f"the policy's burst threshold {policy.burst_threshold} is not the burst detector's")
+    return model_class(meta["task"], FeatureEncoder.from_dict(meta["encoder"]), networks, meta["temperature"],
+                       MahalanobisNovelty.from_dict(meta["novelty"], net.extra_arrays), policy, TrainConfig(**cfg),
+                       meta.get("report"), burst=burst)

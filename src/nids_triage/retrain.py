@@ -8,8 +8,9 @@ Recipe (fine-tuning; the feature encoder is kept as it is):
    sample of its train part is mixed with the reviewed flows (which get ``review_weight``), and the
    network continues from its weights and optimizer state with ``partial_fit`` for a few epochs, with
    the same class weighting as training;
-3. temperature, novelty detector (train part + reviewed flows) and deferral threshold are refitted on the
-   unchanged validation part, which also gives the before/after comparison.
+3. temperature, novelty and burst detectors (train part + reviewed flows) and deferral thresholds are refitted
+   on the unchanged validation part, which also gives the before/after comparison (a model file from before
+   the burst detector stays without one: the comparison is then about the fine-tuning alone).
 
 Verdict mapping (the network predicts attack names; a verdict may be coarser or unknown to it):
 * an attack name the network knows -> that class;
@@ -146,7 +147,8 @@ def fine_tune(model: TriageModel, reviews: list, train_table, *, epochs: int = 3
         for _ in range(int(epochs)):
             member.partial_fit(X_mix, y_mix, sample_weight=weight, class_weight=cfg.class_weight,
                                batch_size=cfg.batch_size)
-    model.calibrate(np.concatenate([X_tr, X_rev]), np.concatenate([y_tr, y_rev]), X_val, y_val)
+    model.calibrate(np.concatenate([X_tr, X_rev]), np.concatenate([y_tr, y_rev]), X_val, y_val,
+                    fit_burst=model.burst is not None)  # a model from before the burst signal stays without it
     after = _validation_metrics(model, val.subset(np.flatnonzero(known_val)), X_rev, y_rev)
     summary.update({"epochs": int(epochs), "replay": len(pick), "review_weight": float(review_weight),
                     "before": before, "after": after})

@@ -152,3 +152,13 @@ def test_a_full_run_never_overwrites_another_and_quick_runs_stay_untracked(monke
     assert run.default_json_path("full", taken).name == "2026-12-05T06-15-30.json"
     ignored = (run.REPO / ".gitignore").read_text().splitlines()
     assert "benchmarks/results/*-latest.json" in ignored
+
+
+@pytest.mark.skipif(bool(needed), reason=f"the benchmark needs {needed}")
+def test_two_cores_benchmark_checks_its_variants_compute_the_same(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks.two_cores import main
+
+    main(["--rounds", "1"])  # raises SystemExit if a split Adam or a split product gives another result
+    out = capsys.readouterr().out
+    assert "halves / barenet" in out and "column halves / BLAS, 2 threads" in out

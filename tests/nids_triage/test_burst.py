@@ -1,6 +1,7 @@
-"""BurstDetector: the Poisson statistic on hand-built runs, false alarms on in-distribution runs, a planted
-campaign found, invalid rows left out, and the round trip through its saved form."""
+"""BurstDetector: the statistic on hand-built runs, the group floor, false alarms on in-distribution runs of every
+size, a planted campaign found, invalid and huge rows handled, and the round trip through its saved form."""
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -23,23 +24,32 @@ def more_traffic(rng, n, centres, weights):
 
 def test_statistic_on_a_hand_built_run():
     train = np.array([[0.1, 0.1]] * 6 + [[2.1, 0.1]] * 2, dtype=np.float32)  # 6 flows in one cell, 2 in another
-    det = BurstDetector(cell=1.0).fit(train)
+    det = BurstDetector(cell=1.0, min_flows=2).fit(train)
     assert det.n_train_ == 8 and len(det.cells_) == 2 and sorted(det.counts_) == [2, 6]
     run = np.array([[0.2, 0.3]] * 3 + [[5.5, 5.5]] * 4 + [[2.5, 0.5]], dtype=np.float32)  # n = 8
     burst = det.score(run)
     n1, N = len(run) - 1, 8
     assert 2 / n1 < 6 / N and np.all(burst[:3] == 0.0)  # the busy training cell is rarer in the run: no burst
+    q = n1 / (n1 + N)  # the run's share of run and training flows together
     k, t = 3.0, 0.0  # the cell training never saw: 3 other flows each
-    p = (k + t) / (n1 + N)
-    assert burst[3:7] == pytest.approx(k * math.log(k / (n1 * p)))  # + t ln(t / e_t) = 0 for t = 0
+    assert burst[3:7] == pytest.approx(k * math.log(k / ((k + t) * q)))  # + t ln(t / e_t) = 0 for t = 0
     assert burst[3] == pytest.approx(3 * math.log(1 + N / n1))
     assert burst[7] == 0.0  # alone in its cell: k = 0
     # both counts matter: 4 of 8 run flows against 2 of 8 training flows in one cell
     k, t = 3.0, 2.0
     run2 = np.array([[2.2, 0.2]] * 4 + [[9.5, 9.5]] * 4, dtype=np.float32)
-    p = (k + t) / (n1 + N)
-    expected = k * math.log(k / (n1 * p)) + t * math.log(t / (N * p))
+    expected = k * math.log(k / ((k + t) * q)) + t * math.log(t / ((k + t) * (1 - q)))
     assert det.score(run2)[0] == pytest.approx(expected)
+
+
+def test_only_groups_of_min_flows_count():
+    det = BurstDetector(cell=1.0, min_flows=10).fit(np.zeros((50, 2), dtype=np.float32))
+    filler = np.arange(200, dtype=np.float32)[:, None] * np.array([[3.0, 0.0]], dtype=np.float32) + 10
+    for size, flagged in ((9, False), (10, True)):
+        run = np.vstack([filler, np.full((size, 2), -5.5, dtype=np.float32)])  # a group in an unseen cell
+        burst = det.score(run)
+        assert bool(np.all(burst[-size:] > 0)) is flagged and np.all(burst[:-size] == 0)
+    assert np.all(det.score(np.full((9, 2), -5.5, dtype=np.float32)) == 0)  # a run smaller than a group
 
 
 def test_rows_in_one_cell_share_a_hash_and_distinct_cells_do_not():
@@ -57,7 +67,7 @@ def test_false_alarm_rate_holds_for_runs_of_any_size_and_a_campaign_is_found():
     rng = np.random.default_rng(1)
     X_train, centres, weights = traffic(rng, 20_000)
     det = BurstDetector(cell=0.5, false_alarm_rate=0.02).fit(X_train)
-    det.calibrate(det.score(more_traffic(np.random.default_rng(2), 5_000, centres, weights)))
+    det.calibrate(more_traffic(np.random.default_rng(2), 5_000, centres, weights))
     for size in (200, 2_000, 10_000):  # validation was one run of 5,000
         shares = [(det.score(more_traffic(np.random.default_rng(100 + seed), size, centres, weights))
                    > det.threshold_).mean() for seed in range(5)]
@@ -76,23 +86,45 @@ def test_order_of_the_run_does_not_matter_and_invalid_rows_are_not_counted():
     rng = np.random.default_rng(4)
     X_train, centres, weights = traffic(rng, 5_000)
     det = BurstDetector().fit(X_train)
-    run = np.vstack([X_train[:300], np.full((20, X_train.shape[1]), 9.0)])
+    run = np.vstack([X_train[:300], np.full((30, X_train.shape[1]), 9.0)])
     burst = det.score(run)
+    assert np.all(burst[-30:] > 0)
     perm = rng.permutation(len(run))
     np.testing.assert_array_equal(det.score(run[perm]), burst[perm])
     valid = np.ones(len(run), bool)
-    valid[-20:-2] = False  # 18 of the 20 identical flows are invalid rows: not counted, scored 0
+    valid[-30:-12] = False  # 18 of the 30 identical flows are invalid rows: not counted, scored 0
     masked = det.score(run, valid)
-    assert np.all(masked[-20:-2] == 0.0)
-    assert masked[-1] < burst[-1] and masked[-1] > 0.0  # a pair is left: k = 1
+    assert np.all(masked[-30:-12] == 0.0)
+    assert 0.0 < masked[-1] < burst[-1]  # a group of 12 is left
+    valid[-12:-3] = False
+    assert np.all(det.score(run, valid)[-3:] == 0.0)  # 3 left: fewer than min_flows
     assert det.score(run[:1]).tolist() == [0.0]  # a run of one has no others
+
+
+def test_huge_values_hash_without_overflow_and_calibration_uses_the_ordinary_flows():
+    rng = np.random.default_rng(6)
+    X_train, centres, weights = traffic(rng, 5_000)
+    det = BurstDetector().fit(X_train)
+    run = np.vstack([X_train[:100], np.full((15, X_train.shape[1]), 1e30, dtype=np.float32)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value encountered in cast"
+        burst = det.score(run)
+    assert np.all(burst[-15:] > 0) and len(set(det.cell_hashes(run[-15:]).tolist())) == 1
+    # validation with a planted campaign among the flows that are not ordinary: it does not raise the threshold
+    X_val = np.vstack([more_traffic(rng, 3_000, centres, weights), np.full((200, X_train.shape[1]), 30.0)])
+    ordinary = np.arange(len(X_val)) < 3_000
+    low = det.calibrate(X_val, ordinary)
+    high = det.calibrate(X_val, np.ones(len(X_val), bool))
+    assert low >= det.large_run_bound() == pytest.approx(2.054**2 / 2, rel=1e-3)  # z(0.98) = 2.054
+    assert high > low  # the campaign's flows make the top 2 % when they are counted
+
 
 
 def test_round_trip_and_damaged_arrays_refused():
     rng = np.random.default_rng(5)
     X_train, _, _ = traffic(rng, 3_000)
     det = BurstDetector(cell=0.5, false_alarm_rate=0.05).fit(X_train)
-    det.calibrate(det.score(X_train[:1000]))
+    det.calibrate(X_train[:1000])
     again = BurstDetector.from_dict(det.to_dict(), det.arrays())
     run = np.vstack([X_train[:500], np.full((30, X_train.shape[1]), -7.0)])
     np.testing.assert_array_equal(again.score(run), det.score(run))
@@ -103,5 +135,11 @@ def test_round_trip_and_damaged_arrays_refused():
     with pytest.raises(ValueError, match="sorted and distinct"):
         BurstDetector.from_dict(det.to_dict(), {**arrays, "burst.cells": arrays["burst.cells"][::-1],
                                                 "burst.counts": arrays["burst.counts"][::-1]})
+    with pytest.raises(ValueError, match="must be odd"):
+        BurstDetector.from_dict(det.to_dict(), {**arrays, "burst.multipliers": arrays["burst.multipliers"] + 1})
+    with pytest.raises(ValueError, match="threshold"):
+        BurstDetector.from_dict({**det.to_dict(), "threshold": float("nan")}, arrays)
     with pytest.raises(ValueError, match="cell size"):
         BurstDetector(cell=0.0)
+    with pytest.raises(ValueError, match="min_flows"):
+        BurstDetector(min_flows=1)
