@@ -16,9 +16,9 @@ records what was tried for the second signal, each thresholded on validation exa
                   (other run flows within r / run size) / ((training flows within r + 1) / training size),
                   with squared distance r^2 = 0.05 (r ~ 0.22 in standardised units: near-identical flows).
                   Needs no labels; it targets bursts of near-identical new flows (a campaign)
-    burst         the tool's burst statistic (nids_triage/burst.py): the same idea made linear in the run and
-                  small in the model file (cell counts instead of training flows, a G statistic instead of a
-                  ratio), for flows predicted normal only; thresholded by the tool (t_burst)
+    burst         the tool's burst statistic (nids_triage/burst.py): the same idea with cell counts instead of
+                  training flows and a log-likelihood ratio instead of a ratio, for the flows called normal against
+                  the normal training flows, groups of >= 10 only; thresholded by the tool (t_burst)
 
 For each it prints the AUROC of the signal for "the prediction is wrong", the auto-decided accuracy when that
 signal alone decides (risk = signal / its threshold, the same cap), and with the confidence risk (the max of
@@ -123,7 +123,7 @@ def main(argv=None):
     X_part = model.encoder.transform(part).X
     print(f"trained 5-class model, seed {args.seed} ({time.perf_counter() - tic:.0f} s)")
 
-    signals, outcome, scored_by, raw_burst_by = {}, {}, {}, {}
+    signals, outcome, scored_by, usable_by = {}, {}, {}, {}
     for split, table in (("validation", val), ("KDDTest+", test)):
         encoded = model.encoder.transform(table)
         scored = model.score(table)
@@ -135,14 +135,14 @@ def main(argv=None):
                           "mahalanobis": scored.novelty, "nn_input": nearest, "nn_class": nearest_same,
                           "run_density": density, "burst": scored.burst}
         scored_by[split] = scored
-        raw_burst_by[split] = model.burst.score(encoded.X, valid=~(encoded.invalid_value | table.bad))  # unmasked
+        usable_by[split] = (encoded.X, ~(encoded.invalid_value | table.bad))  # for the burst of other predictions
         outcome[split] = (scored.labels == model.true_labels(table),
                           encoded.unseen_category | encoded.invalid_value | table.bad)
         print(f"signals for {split} ({time.perf_counter() - tic:.0f} s)")
 
     val_sig, test_sig = signals["validation"], signals["KDDTest+"]
     correct, hard = outcome["KDDTest+"]
-    tool_scored, raw_burst = scored_by["KDDTest+"], raw_burst_by["KDDTest+"]
+    tool_scored, (test_X, usable) = scored_by["KDDTest+"], usable_by["KDDTest+"]
     tool_risk = tool_scored.risk
     # the confidence threshold the tool fitted on validation, as a risk scale: r_c = (1 - conf) / (1 - t_conf)
     t_conf = model.policy.confidence_threshold
@@ -174,14 +174,16 @@ def main(argv=None):
           "threshold among them: "
           + ", ".join(f"{name} {int((capped & burst_over & (test.attack == name)).sum()):,}"
                       for name in ("mailbomb", "guess_passwd")))
-    test_X = model.encoder.transform(test).X
-    for name in ("mailbomb", "guess_passwd"):  # campaigns called normal: how many cells their auto-decided flows fill
+    # the burst's file is the flows called normal: how many of them share a cell with each campaign flow left
+    in_file = usable & (tool_scored.labels == "normal")
+    cells, per_cell = np.unique(model.burst.cell_hashes(test_X[in_file]), return_counts=True)
+    for name in ("mailbomb", "guess_passwd"):
         rows = left & (test.attack == name) & (tool_scored.labels == "normal")
-        cells, size = np.unique(model.burst.cell_hashes(test_X[rows]), return_counts=True)
-        small = size < model.burst.min_flows
-        print(f"  {name} called normal and auto-decided: {rows.sum():,} flows in {len(cells):,} cells; "
-              f"{int(small.sum()):,} of these cells hold fewer than {model.burst.min_flows} of them "
-              f"({int(size[small].sum()):,} flows)")
+        where = np.searchsorted(cells, model.burst.cell_hashes(test_X[rows]))
+        small = per_cell[where] < model.burst.min_flows
+        print(f"  {name} called normal and auto-decided: {rows.sum():,} flows in {len(np.unique(where)):,} cells; "
+              f"{int(small.sum()):,} of them in cells the file's normal-called flows fill with fewer than "
+              f"{model.burst.min_flows}")
     # the priors re-estimated on the run (EM), then the tool's rule on the re-weighted probabilities
     fine_val = bn.calibrated_proba(model.logits(model.encoder.transform(val).X), model.temperature)
     fine_test = bn.calibrated_proba(model.logits(model.encoder.transform(test).X), model.temperature)
@@ -192,7 +194,8 @@ def main(argv=None):
     confidence = task_proba.max(axis=1)
     r_adapted = (1.0 - confidence) / max(1.0 - t_conf, 1e-12)
     alone = auto_accuracy(r_adapted, adapted_correct, hard, args.budget)
-    adapted_burst = np.where(np.asarray(model.classes)[task_proba.argmax(axis=1)] == "normal", raw_burst, 0.0)
+    adapted_burst = model.burst.score(test_X, valid=usable & (np.asarray(model.classes)[task_proba.argmax(axis=1)]
+                                                              == "normal"))
     combined = auto_accuracy(model.policy.risk(confidence, test_sig["mahalanobis"], adapted_burst), adapted_correct,
                              hard, args.budget)
     print(f"\npriors re-estimated on the run (EM): accuracy {adapted_correct.mean():.4f}; auto-decided accuracy, "

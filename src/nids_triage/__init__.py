@@ -6,10 +6,11 @@
 >>> scored.needs_review.mean(), scored.reasons[:3]                                              # doctest: +SKIP
 """
 from .burst import BurstDetector
+from .config import TrainConfig
 from .datasets import DataNotFoundError, load_nsl_kdd
 from .features import EncodedFlows, FeatureEncoder
 from .flows import FlowFileError, FlowTable, read_flow_csv
-from .model import ScoredFlows, TrainConfig, TriageModel
+from .model import ScoredFlows, TriageModel
 from .novelty import MahalanobisNovelty
 from .policy import REASONS, DeferralPolicy, risk_coverage
 from .review_queue import ReviewQueue

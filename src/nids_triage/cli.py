@@ -14,9 +14,9 @@ import sys
 
 import barenet as bn
 
+from .config import TrainConfig
 from .datasets import DataNotFoundError
 from .flows import FlowFileError
-from .model import TrainConfig
 from .review_queue import STATUSES, ReviewStateError
 
 _DEFAULTS = TrainConfig()

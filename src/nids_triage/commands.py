@@ -10,10 +10,11 @@ from pathlib import Path
 import barenet as bn
 
 from .cli import CliError
+from .config import TrainConfig
 from .datasets import load_nsl_kdd
 from .evaluation import evaluate_scored, model_info
 from .flows import read_flow_csv
-from .model import TrainConfig, TriageModel
+from .model import TriageModel
 from .report import render_report
 from .retrain import canonical_verdict, fine_tune
 from .review_queue import ReviewQueue

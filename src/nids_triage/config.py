@@ -32,7 +32,7 @@ class TrainConfig:
         return d
 
 
-def _check_config(config: TrainConfig) -> None:
+def check_config(config: TrainConfig) -> None:
     """Fail before training, not after: the goal, the sizes, the rates, the split."""
     DeferralPolicy(review_budget=config.review_budget, target_accuracy=config.target_accuracy)
     for name in ("members", "epochs", "batch_size", "patience"):
@@ -49,7 +49,7 @@ def _check_config(config: TrainConfig) -> None:
     for rate in rates:  # None: no dropout, as in build_mlp
         if rate is not None and not (isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 <= rate < 1):
             raise ValueError(f"dropout must be a rate in [0, 1) or one per hidden layer, got {config.dropout!r}")
-    for name in ("validation_fraction", "novelty_false_alarm", "burst_false_alarm"):
+    for name, high in (("validation_fraction", 1.0), ("novelty_false_alarm", 1.0), ("burst_false_alarm", 0.5)):
         value = getattr(config, name)
-        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 < value < 1.0):
-            raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 < value < high):
+            raise ValueError(f"{name} must be in (0, {high:g}), got {value!r}")

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from .cli import CliError
 from .commands import evaluate_model, score_to_queue, write_json, write_text
+from .config import TrainConfig
 from .datasets import load_nsl_kdd
 from .evaluation import aggregate
-from .model import TrainConfig, TriageModel
+from .model import TriageModel
 from .report import render_report
 from .review_queue import ReviewQueue
 

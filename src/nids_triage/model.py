@@ -29,12 +29,14 @@ import numpy as np
 import barenet as bn
 
 from .burst import BurstDetector
-from .config import TrainConfig, _check_config  # noqa: F401 (TrainConfig is still imported from here)
+from .config import TrainConfig, check_config
 from .features import FeatureEncoder
 from .model_file import load_model, save_model
 from .novelty import MahalanobisNovelty
 from .policy import DeferralPolicy, risk_coverage
 from .schema import TASKS, labels_for_task
+
+NORMAL = "normal"  # the class the burst signal watches: its training flows are the reference (burst.py)
 
 
 @dataclass
@@ -110,7 +112,7 @@ class TriageModel:
             raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
         if table.attack is None:
             raise ValueError(f"{table.source}: training flows need the attack label column")
-        _check_config(config)
+        check_config(config)
         labels_for_task(table.attack, task)  # every attack name must map to the task, before any training
         train, val, y_tr, y_val = training_split(table, config)
         encoder = FeatureEncoder().fit(train)
@@ -193,13 +195,15 @@ class TriageModel:
         if novelty.threshold_ is None:
             self.novelty.calibrate(novelty_val)
 
-        if burst is None and fit_burst and X_tr is not None:
-            burst = BurstDetector(false_alarm_rate=cfg.burst_false_alarm, seed=cfg.seed).fit(X_tr)
+        normal_tr = None if X_tr is None else np.asarray(y_tr) == NORMAL
+        if burst is None and fit_burst and normal_tr is not None and normal_tr.any():
+            burst = BurstDetector(false_alarm_rate=cfg.burst_false_alarm, seed=cfg.seed).fit(X_tr[normal_tr])
         self.burst, burst_val = burst, None
-        if burst is not None:  # the threshold from the normal validation flows, the signal for predicted normal
+        if burst is not None:  # flows called normal against normal training flows (see burst.py)
+            called_normal = self._called_normal(proba.argmax(axis=1))
             if burst.threshold_ is None:
-                burst.calibrate(X_val, ordinary=np.asarray(y_val) == "normal")
-            burst_val = self._burst_for_normal(burst.score(X_val), proba.argmax(axis=1))
+                burst.calibrate(X_val, ordinary=np.asarray(y_val) == NORMAL, members=called_normal)
+            burst_val = burst.score(X_val, valid=called_normal)
 
         confidence = proba.max(axis=1)
         correct = proba.argmax(axis=1) == task_index
@@ -246,8 +250,8 @@ class TriageModel:
             votes = np.argmax(samples @ G, axis=2)
             disagreement = (votes != pred[None, :]).mean(axis=0)
         burst = None
-        if self.burst is not None:  # the run's bursts; invalid rows are neither scored nor counted
-            burst = self._burst_for_normal(self.burst.score(encoded.X, valid=~invalid), pred)
+        if self.burst is not None:  # the file's bursts among the flows called normal; invalid rows never count
+            burst = self.burst.score(encoded.X, valid=self._called_normal(pred) & ~invalid)
         needs, reasons, risk = self.policy.decide(confidence, novelty, invalid_value=invalid,
                                                   unseen_category=encoded.unseen_category, disagreement=disagreement,
                                                   burst=burst)
@@ -257,10 +261,9 @@ class TriageModel:
         return ScoredFlows(labels, confidence, proba, list(self.classes), needs, reasons, novelty, risk,
                            encoded.unknown_values, burst)
 
-    def _burst_for_normal(self, burst, predicted_index) -> np.ndarray:
-        """The burst statistic where the task prediction is "normal", 0 elsewhere (see policy.py)."""
-        is_normal = np.asarray(self.classes, dtype=str)[predicted_index] == "normal"
-        return np.where(is_normal, burst, 0.0)
+    def _called_normal(self, predicted_index) -> np.ndarray:
+        """Flows whose task prediction is the normal class: the burst signal's file (see burst.py)."""
+        return np.asarray(self.classes, dtype=str)[predicted_index] == NORMAL
 
     def true_labels(self, table) -> np.ndarray:
         return labels_for_task(table.attack, self.task)

@@ -78,6 +78,8 @@ def _from_parts(net, meta, model_class):
     histories = (meta.get("report") or {}).get("history") or []
     for member, history in zip(networks[1:], histories[1:]):  # the first network's came with its own manifest
         member.history_ = None if history is None else bn.History.from_dict(history)
+    if "burst" in meta and meta.get("version", 0) < 2:  # only 6913362, a development commit, wrote these
+        raise ValueError("a version-1 file with a burst detector from a development version: train the model again")
     burst = BurstDetector.from_dict(meta["burst"], net.extra_arrays) if "burst" in meta else None
     policy = DeferralPolicy.from_dict(meta["policy"])
     if policy.burst_threshold != (None if burst is None else burst.threshold_):

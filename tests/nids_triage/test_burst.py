@@ -63,7 +63,7 @@ def test_rows_in_one_cell_share_a_hash_and_distinct_cells_do_not():
         det.cell_hashes(grid[:, :3])
 
 
-def test_false_alarm_rate_holds_for_runs_of_any_size_and_a_campaign_is_found():
+def test_false_alarm_rate_stays_near_its_level_for_several_run_sizes_and_a_campaign_is_found():
     rng = np.random.default_rng(1)
     X_train, centres, weights = traffic(rng, 20_000)
     det = BurstDetector(cell=0.5, false_alarm_rate=0.02).fit(X_train)
@@ -119,7 +119,6 @@ def test_huge_values_hash_without_overflow_and_calibration_uses_the_ordinary_flo
     assert high > low  # the campaign's flows make the top 2 % when they are counted
 
 
-
 def test_round_trip_and_damaged_arrays_refused():
     rng = np.random.default_rng(5)
     X_train, _, _ = traffic(rng, 3_000)
@@ -143,3 +142,18 @@ def test_round_trip_and_damaged_arrays_refused():
         BurstDetector(cell=0.0)
     with pytest.raises(ValueError, match="min_flows"):
         BurstDetector(min_flows=1)
+
+
+def test_calibration_scores_only_the_member_flows_and_survives_a_rare_normal_class():
+    rng = np.random.default_rng(8)
+    X_train, centres, weights = traffic(rng, 5_000)
+    det = BurstDetector().fit(X_train)
+    X_val = np.vstack([more_traffic(rng, 3_000, centres, weights), np.full((200, X_train.shape[1]), 30.0)])
+    members = np.arange(len(X_val)) < 3_000  # the campaign's flows are not in the file (e.g. called attacks)
+    everyone = np.ones(len(X_val), bool)
+    assert det.calibrate(X_val, everyone, members) < det.calibrate(X_val, everyone, everyone)
+    rare = np.zeros(len(X_val), bool)
+    rare[0] = True  # one ordinary flow: most random files hold none, and that must not fail
+    assert det.calibrate(X_val, rare) >= det.large_run_bound()
+    with pytest.raises(ValueError, match=r"false_alarm_rate must be in \(0, 0.5\)"):
+        BurstDetector(false_alarm_rate=0.5)

@@ -45,7 +45,7 @@ def work(tmp_path_factory):
     rows = [",".join(FEATURE_COLUMNS)] + [",".join(line.split(",")[:41]) for line in test[:300]]
     (d / "flows.csv").write_text("\n".join(rows) + "\n")
     assert main(["train", "--train-file", str(d / "train.csv"), "--task", "5class", "--out", str(d / "model.npz"),
-                 "--epochs", "2", "--set", "members=2", "--seed", "1"]) == 0
+                 "--epochs", "2", "--set", "members=2", "--seed", "1", "--burst-false-alarm", "0.05"]) == 0
     return d
 
 
@@ -58,6 +58,7 @@ def run(capsys, *argv):
 def test_train_writes_a_loadable_model(work):
     model = TriageModel.load(work / "model.npz")
     assert model.task == "5class" and model.config.epochs == 2 and model.config.seed == 1
+    assert model.config.burst_false_alarm == model.burst.false_alarm_rate == 0.05
     assert model.policy.review_budget == 0.14 and set(model.classes) <= {"normal", "DoS", "Probe", "R2L", "U2R"}
 
 

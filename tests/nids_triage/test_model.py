@@ -5,8 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nids_triage.config import TrainConfig
 from nids_triage.flows import FlowTable, read_flow_csv
-from nids_triage.model import TrainConfig, TriageModel
+from nids_triage.model import TriageModel
 from nids_triage.schema import CATEGORICAL, FEATURE_COLUMNS, NUMERIC_COLUMNS
 
 # four separable attack names: one per 5-class family we need, each with its own telltale features
@@ -182,10 +183,10 @@ def test_bad_settings_fail_before_any_training():
 
 def test_per_layer_and_absent_dropout_are_valid_settings():
     # build_mlp takes one rate per hidden layer, or None: the config check must let both through
-    from nids_triage.model import _check_config
+    from nids_triage.config import check_config
 
     for dropout in ((0.1, 0.3), [0.0, 0.2], None, 0.0):
-        _check_config(small_config(dropout=dropout, hidden=(8, 4)))
+        check_config(small_config(dropout=dropout, hidden=(8, 4)))
 
 
 def test_recalibrating_on_another_training_file_is_refused(model):
@@ -254,7 +255,7 @@ def test_invalid_rows_are_not_counted_in_a_burst(model, flows):
     np.testing.assert_array_equal(scored.burst[valid], alone.burst)
 
 
-def test_a_model_keeps_its_signals_when_recalibrated_without_a_new_burst_detector(model, flows):
+def test_recalibrating_without_fit_burst_leaves_a_model_without_a_burst_detector(model, flows):
     import copy
 
     from nids_triage.model import training_split
@@ -268,3 +269,46 @@ def test_a_model_keeps_its_signals_when_recalibrated_without_a_new_burst_detecto
     refit = copy.copy(model)
     refit.calibrate(X_tr, y_tr, X_val, y_val)
     assert refit.burst is not model.burst and refit.burst.threshold_ == model.burst.threshold_
+
+
+def test_a_repeated_flow_called_an_attack_is_never_a_burst(model, flows):
+    scored = model.score(flows)
+    attack = np.flatnonzero(scored.labels != "normal")[0]
+    run = flows.subset(np.concatenate([np.arange(len(flows)), np.full(40, attack)]))
+    again = model.score(run)
+    assert np.all(again.burst[again.labels != "normal"] == 0.0)
+    assert np.all(again.burst[len(flows):] == 0.0)
+
+
+def test_the_file_holds_version_2_histories_and_one_burst_threshold(model, flows, tmp_path):
+    import barenet as bn
+
+    path = tmp_path / "model.npz"
+    model.save(path)
+    assert bn.load(path).metadata["nids_triage"]["version"] == 2
+    again = TriageModel.load(path)
+    for a, b in zip(model.networks, again.networks):  # every member's history, not only the first network's
+        assert b.history_ is not None and b.history_.to_dict() == a.history_.to_dict()
+    binary = again.for_task(synthetic_table(np.random.default_rng(0), 3000), "binary")
+    assert binary.burst is again.burst  # shared, as the novelty detector
+    assert binary.report["history"] == model.report["history"]
+    import copy
+
+    bad = copy.copy(model)
+    bad.policy = copy.copy(model.policy)
+    bad.policy.burst_threshold = model.burst.threshold_ * 2  # the policy and the detector disagree
+    bad.save(tmp_path / "bad.npz")
+    with pytest.raises(bn.ModelFileError, match="burst threshold"):
+        TriageModel.load(tmp_path / "bad.npz")
+
+
+def test_the_burst_false_alarm_rate_is_checked_and_used():
+    from nids_triage.config import check_config
+
+    for bad in (0.0, 0.5, 0.7, True):
+        with pytest.raises(ValueError, match="burst_false_alarm must be in"):
+            check_config(small_config(burst_false_alarm=bad))
+    model = TriageModel.train(synthetic_table(np.random.default_rng(0), 1500), "5class",
+                              small_config(epochs=1, burst_false_alarm=0.1))
+    assert model.burst.false_alarm_rate == 0.1
+    assert model.burst.threshold_ >= model.burst.large_run_bound() == pytest.approx(1.2816**2 / 2, rel=1e-3)
