@@ -72,7 +72,7 @@ def _train_parser(sub):
     p.add_argument("--novelty-false-alarm", type=_share, default=_DEFAULTS.novelty_false_alarm,
                    help="share of ordinary validation flows the novelty detector may flag")
     p.add_argument("--burst-false-alarm", type=_share, default=_DEFAULTS.burst_false_alarm,
-                   help="share of normal validation flows the burst signal may flag (at any file size)")
+                   help="share of normal validation flows the burst signal may flag (below 0.5)")
     p.add_argument("--class-weight", choices=("balanced", "none"), default=_DEFAULTS.class_weight or "none")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides",
                    help="set any TrainConfig field, e.g. --set members=3 (repeatable; see docs)")

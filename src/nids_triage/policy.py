@@ -4,7 +4,7 @@ Learned signals, each scaled so that 1.0 is its threshold:
 
     confidence risk    r_c = (1 - confidence) / (1 - confidence_threshold)
     novelty risk       r_n = novelty / novelty_threshold
-    burst risk         r_b = burst / burst_threshold    (flows predicted normal only; see burst.py)
+    burst risk         r_b = burst / burst_threshold    (flows called normal, against normal training flows; burst.py)
     disagreement risk  r_d = disagreement / disagreement_threshold   (only with Monte-Carlo samples)
     risk               r   = max(r_c, r_n, r_b, r_d)    -> defer when r > 1
 
