@@ -123,7 +123,7 @@ def main(argv=None):
     X_part = model.encoder.transform(part).X
     print(f"trained 5-class model, seed {args.seed} ({time.perf_counter() - tic:.0f} s)")
 
-    signals, outcome, scored_by, usable_by = {}, {}, {}, {}
+    signals, outcome, scored_by, encoded_by = {}, {}, {}, {}
     for split, table in (("validation", val), ("KDDTest+", test)):
         encoded = model.encoder.transform(table)
         scored = model.score(table)
@@ -135,14 +135,15 @@ def main(argv=None):
                           "mahalanobis": scored.novelty, "nn_input": nearest, "nn_class": nearest_same,
                           "run_density": density, "burst": scored.burst}
         scored_by[split] = scored
-        usable_by[split] = (encoded.X, ~(encoded.invalid_value | table.bad))  # for the burst of other predictions
+        encoded_by[split] = encoded
         outcome[split] = (scored.labels == model.true_labels(table),
                           encoded.unseen_category | encoded.invalid_value | table.bad)
         print(f"signals for {split} ({time.perf_counter() - tic:.0f} s)")
 
     val_sig, test_sig = signals["validation"], signals["KDDTest+"]
     correct, hard = outcome["KDDTest+"]
-    tool_scored, (test_X, usable) = scored_by["KDDTest+"], usable_by["KDDTest+"]
+    tool_scored, test_X = scored_by["KDDTest+"], encoded_by["KDDTest+"].X
+    usable = ~(encoded_by["KDDTest+"].invalid_value | test.bad)  # rows the burst may count (as the tool's score)
     tool_risk = tool_scored.risk
     # the confidence threshold the tool fitted on validation, as a risk scale: r_c = (1 - conf) / (1 - t_conf)
     t_conf = model.policy.confidence_threshold
@@ -155,7 +156,7 @@ def main(argv=None):
         if name == "confidence":  # the tool's own confidence threshold
             alone = combined = auto_accuracy(r_conf, correct, hard, args.budget)
         else:
-            threshold = (model.policy.burst_threshold if name == "burst"  # the tool's: a quantile of all flows
+            threshold = (model.policy.burst_threshold if name == "burst"  # the tool's (burst.py, calibrate)
                          else float(np.quantile(val_sig[name], 1.0 - FALSE_ALARM)))
             r_signal = values / max(threshold, 1e-12)
             alone = auto_accuracy(r_signal, correct, hard, args.budget)
@@ -185,8 +186,8 @@ def main(argv=None):
               f"{int(small.sum()):,} of them in cells the file's normal-called flows fill with fewer than "
               f"{model.burst.min_flows}")
     # the priors re-estimated on the run (EM), then the tool's rule on the re-weighted probabilities
-    fine_val = bn.calibrated_proba(model.logits(model.encoder.transform(val).X), model.temperature)
-    fine_test = bn.calibrated_proba(model.logits(model.encoder.transform(test).X), model.temperature)
+    fine_val = bn.calibrated_proba(model.logits(encoded_by["validation"].X), model.temperature)
+    fine_test = bn.calibrated_proba(model.logits(test_X), model.temperature)
     adapted, _ = adapt_priors(fine_test, fine_val)
     task_proba = adapted @ bn.group_matrix(model.groups, len(model.classes))
     truth = np.searchsorted(model.classes, model.true_labels(test))

@@ -107,7 +107,7 @@ class BurstDetector:
         self.n_train_ = int(len(X_train))
         return self
 
-    def training_counts(self, hashes: np.ndarray) -> np.ndarray:
+    def reference_counts(self, hashes: np.ndarray) -> np.ndarray:
         """t for each hash: reference flows in that cell (0 for a cell the reference never filled)."""
         hashes = np.asarray(hashes, dtype=np.uint64)
         pos = np.minimum(np.searchsorted(self.cells_, hashes), len(self.cells_) - 1)
@@ -125,7 +125,7 @@ class BurstDetector:
             return burst
         cells, where, in_run = np.unique(self.cell_hashes(X[rows]), return_inverse=True, return_counts=True)
         k = (in_run - 1).astype(np.float64)[where]  # the other flows of the run in the same cell
-        t = self.training_counts(cells).astype(np.float64)[where]
+        t = self.reference_counts(cells).astype(np.float64)[where]
         n_run, n_train = len(rows) - 1, self.n_train_
         # the cell is more common in the file than in the reference (k / n' > t / N), and a group, not a few repeats
         over = (k * n_train > t * n_run) & (k + 1 >= self.min_flows)
@@ -183,7 +183,7 @@ class BurstDetector:
         if (len(obj.cells_) != len(obj.counts_) or not len(obj.cells_) or np.any(obj.counts_ < 1)
                 or obj.n_train_ != int(obj.counts_.sum())):
             raise ValueError("burst arrays do not fit together (cells vs counts vs training flows)")
-        if np.any(obj.cells_[1:] <= obj.cells_[:-1]):  # training_counts' binary search needs them sorted
+        if np.any(obj.cells_[1:] <= obj.cells_[:-1]):  # reference_counts' binary search needs them sorted
             raise ValueError("burst cells must be sorted and distinct")
         if not len(obj.multipliers_) or np.any(obj.multipliers_ % np.uint64(2) == 0):
             raise ValueError("burst hash multipliers must be odd")

@@ -13,7 +13,7 @@ Training (``TriageModel.train``), all choices on a validation split of the train
    disagreement is one more reason to ask a person;
 4. fit the temperature on the averaged validation logits (NLL of the task labels);
 5. fit the novelty detector on the train part's last hidden layers (all members side by side), and the
-   burst detector's cell counts on the train part's encoded flows; both thresholds on validation;
+   burst detector's cell counts on the train part's normal flows (encoded); both thresholds on validation;
 6. choose the deferral policy's confidence threshold on validation for the user's goal.
 
 Only barenet's public API is used.
@@ -195,9 +195,10 @@ class TriageModel:
         if novelty.threshold_ is None:
             self.novelty.calibrate(novelty_val)
 
-        normal_tr = None if X_tr is None else np.asarray(y_tr) == NORMAL
-        if burst is None and fit_burst and normal_tr is not None and normal_tr.any():
-            burst = BurstDetector(false_alarm_rate=cfg.burst_false_alarm, seed=cfg.seed).fit(X_tr[normal_tr])
+        if burst is None and fit_burst and X_tr is not None:
+            normal_tr = np.asarray(y_tr) == NORMAL
+            if normal_tr.any():  # (a training file without the normal class gets no burst detector)
+                burst = BurstDetector(false_alarm_rate=cfg.burst_false_alarm, seed=cfg.seed).fit(X_tr[normal_tr])
         self.burst, burst_val = burst, None
         if burst is not None:  # flows called normal against normal training flows (see burst.py)
             called_normal = self._called_normal(proba.argmax(axis=1))

@@ -1,4 +1,5 @@
 """TriageModel on synthetic flows: the model file round trip and the deferral of unusable rows."""
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -235,8 +236,6 @@ def test_a_version_1_model_recalibrates_for_another_task_without_a_burst_detecto
 
 
 def test_the_model_id_covers_the_burst_detector(model):
-    import copy
-
     other = copy.copy(model)
     other.burst = copy.copy(model.burst)
     other.burst.counts_ = model.burst.counts_.copy()
@@ -256,8 +255,6 @@ def test_invalid_rows_are_not_counted_in_a_burst(model, flows):
 
 
 def test_recalibrating_without_fit_burst_leaves_a_model_without_a_burst_detector(model, flows):
-    import copy
-
     from nids_triage.model import training_split
 
     table = synthetic_table(np.random.default_rng(0), 3000)
@@ -292,8 +289,6 @@ def test_the_file_holds_version_2_histories_and_one_burst_threshold(model, flows
     binary = again.for_task(synthetic_table(np.random.default_rng(0), 3000), "binary")
     assert binary.burst is again.burst  # shared, as the novelty detector
     assert binary.report["history"] == model.report["history"]
-    import copy
-
     bad = copy.copy(model)
     bad.policy = copy.copy(model.policy)
     bad.policy.burst_threshold = model.burst.threshold_ * 2  # the policy and the detector disagree
