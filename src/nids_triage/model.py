@@ -127,7 +127,8 @@ class TriageModel:
             networks.append(net)
         model = cls(task, encoder, networks, 1.0, None, None, config)
         model.report["training_data"] = table_fingerprint(table)
-        model.calibrate(X_tr, y_tr, X_val, y_val)
+        model.fit_detectors(X_tr, y_tr)
+        model.calibrate(X_val, y_val)
         return model
 
     @property
@@ -157,16 +158,30 @@ class TriageModel:
         _, val, _, y_val = training_split(table, self.config)
         other = TriageModel(task, self.encoder, self.networks, 1.0, None, None, replace(self.config))
         other.report["training_data"] = self.report.get("training_data")
-        other.calibrate(None, None, self.encoder.transform(val).X, y_val, novelty=self.novelty, burst=self.burst)
+        other.novelty, other.burst = self.novelty, self.burst
+        other.calibrate(self.encoder.transform(val).X, y_val)
         return other
 
-    def calibrate(self, X_tr, y_tr, X_val, y_val, *, novelty=None, burst=None, fit_burst=True):
-        """Temperature, novelty and burst detectors and deferral thresholds, all from the validation part.
+    def fit_detectors(self, X_tr, y_tr, *, burst: bool = True) -> None:
+        """Fit the novelty detector and, with ``burst``, the burst detector (on the normal flows) on the train part.
 
-        ``X_*`` are encoded flows, ``y_*`` attack names; the detectors are fitted on the train part, unless
-        detectors already fitted for these networks are given (then ``X_tr, y_tr`` are not needed). Without
-        a burst detector and with ``fit_burst=False`` (or no train part) the model has none, as model files
-        from before it: ``retrain`` keeps a model's signals as they are.
+        ``X_tr`` are encoded flows, ``y_tr`` attack names. Their thresholds are left for ``calibrate``, which
+        sets them on the validation part. ``burst=False`` leaves the model without a burst detector, as model
+        files from before it: ``retrain`` keeps a model's signals as they are.
+        """
+        cfg, net = self.config, self.network
+        self.novelty = MahalanobisNovelty(false_alarm_rate=cfg.novelty_false_alarm)
+        self.novelty.fit(self.hidden(X_tr), np.searchsorted(net.classes_, y_tr), len(net.classes_))
+        normal_tr = np.asarray(y_tr) == NORMAL
+        self.burst = None  # (a training file without the normal class gets no burst detector either)
+        if burst and normal_tr.any():
+            self.burst = BurstDetector(false_alarm_rate=cfg.burst_false_alarm, seed=cfg.seed).fit(X_tr[normal_tr])
+
+    def calibrate(self, X_val, y_val) -> None:
+        """Temperature, the detectors' thresholds not set yet, and the deferral policy, all from the validation part.
+
+        ``X_val`` are encoded flows, ``y_val`` attack names. The detectors are those of ``fit_detectors``, or ones
+        already fitted and calibrated for these networks (``for_task`` shares them: their thresholds are kept).
         """
         cfg, net = self.config, self.network
         fine_val = np.searchsorted(net.classes_, y_val)
@@ -187,19 +202,11 @@ class TriageModel:
             after = dict(before)
         after["fitted_temperature"] = fitted
 
-        if novelty is None:
-            novelty = MahalanobisNovelty(false_alarm_rate=cfg.novelty_false_alarm)
-            novelty.fit(self.hidden(X_tr), np.searchsorted(net.classes_, y_tr), len(net.classes_))
-        self.novelty = novelty
         novelty_val = self.novelty.score(self.hidden(X_val), logits.argmax(axis=1))
-        if novelty.threshold_ is None:
+        if self.novelty.threshold_ is None:
             self.novelty.calibrate(novelty_val)
 
-        if burst is None and fit_burst and X_tr is not None:
-            normal_tr = np.asarray(y_tr) == NORMAL
-            if normal_tr.any():  # (a training file without the normal class gets no burst detector)
-                burst = BurstDetector(false_alarm_rate=cfg.burst_false_alarm, seed=cfg.seed).fit(X_tr[normal_tr])
-        self.burst, burst_val = burst, None
+        burst, burst_val = self.burst, None
         if burst is not None:  # flows called normal against normal training flows (see burst.py)
             called_normal = self._called_normal(proba.argmax(axis=1))
             if burst.threshold_ is None:

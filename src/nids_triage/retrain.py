@@ -147,8 +147,9 @@ def fine_tune(model: TriageModel, reviews: list, train_table, *, epochs: int = 3
         for _ in range(int(epochs)):
             member.partial_fit(X_mix, y_mix, sample_weight=weight, class_weight=cfg.class_weight,
                                batch_size=cfg.batch_size)
-    model.calibrate(np.concatenate([X_tr, X_rev]), np.concatenate([y_tr, y_rev]), X_val, y_val,
-                    fit_burst=model.burst is not None)  # a model from before the burst signal stays without it
+    # a model from before the burst signal stays without it
+    model.fit_detectors(np.concatenate([X_tr, X_rev]), np.concatenate([y_tr, y_rev]), burst=model.burst is not None)
+    model.calibrate(X_val, y_val)
     after = _validation_metrics(model, val.subset(np.flatnonzero(known_val)), X_rev, y_rev)
     summary.update({"epochs": int(epochs), "replay": len(pick), "review_weight": float(review_weight),
                     "before": before, "after": after})

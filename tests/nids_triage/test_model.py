@@ -261,10 +261,12 @@ def test_recalibrating_without_fit_burst_leaves_a_model_without_a_burst_detector
     train, val, y_tr, y_val = training_split(table, model.config)
     X_tr, X_val = model.encoder.transform(train).X, model.encoder.transform(val).X
     kept = copy.copy(model)
-    kept.calibrate(X_tr, y_tr, X_val, y_val, fit_burst=False)  # what retrain does for a model without one
+    kept.fit_detectors(X_tr, y_tr, burst=False)  # what retrain does for a model without one
+    kept.calibrate(X_val, y_val)
     assert kept.burst is None and kept.policy.burst_threshold is None
     refit = copy.copy(model)
-    refit.calibrate(X_tr, y_tr, X_val, y_val)
+    refit.fit_detectors(X_tr, y_tr)
+    refit.calibrate(X_val, y_val)
     assert refit.burst is not model.burst and refit.burst.threshold_ == model.burst.threshold_
 
 
