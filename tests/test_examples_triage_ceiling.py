@@ -33,9 +33,11 @@ def test_ranked_accuracy_reviews_the_riskiest_share_with_hard_rows_on_top(ceilin
     assert ceiling.ranked_accuracy(risk, correct, hard, 0.1) == 8 / 9
     # risk below 1 still takes a place (unlike the tool's rule): the ranking alone decides
     assert ceiling.ranked_accuracy(risk * 0.1, correct, hard, 0.2) == 1.0
-    hard[0] = True  # a hard row is reviewed on top of the two places
+    # a hard row (here a low-risk error) is reviewed on top of the two places: counted, it would give 7 / 8
+    hard[0], correct[0] = True, False
     assert ceiling.ranked_accuracy(risk, correct, hard, 0.2) == 1.0
-    assert ceiling.ranked_accuracy(risk, ~correct, hard, 0.2) == 0.0  # and never counted as auto-decided
+    hard[0], hard[3] = False, True  # a hard row that is one of the riskiest: the places go to the next ones
+    assert ceiling.ranked_accuracy(risk, correct, hard, 0.2) == 6 / 7
 
 
 def test_oracle_weights_find_the_weight_that_puts_the_errors_first(ceiling):
@@ -50,6 +52,24 @@ def test_oracle_weights_find_the_weight_that_puts_the_errors_first(ceiling):
                                                                 np.zeros(n, bool), 0.1)
     assert best == 1.0 and w_nov > 4.0 and unweighted == 80 / 90
     assert w_burst == ceiling.WEIGHTS[0]  # ties keep the first pair on the grid
+
+
+def test_cross_fitted_risk_never_scores_a_row_with_a_model_fitted_on_it(ceiling, monkeypatch):
+    class Recorder:  # stands in for a barenet network: P(wrong) = 1 for the rows it was fitted on, else 0
+        def __init__(self, *args, **kwargs):
+            self.seen = set()
+
+        def fit(self, Z, y, **kwargs):
+            self.seen = {row.tobytes() for row in Z}
+
+        def predict_proba(self, Z):
+            p = np.array([float(row.tobytes() in self.seen) for row in Z])
+            return np.stack([1.0 - p, p], axis=1)
+
+    monkeypatch.setattr(ceiling.bn, "build_mlp", Recorder)
+    features = np.random.default_rng(0).standard_normal((500, 3))
+    risk = ceiling.cross_fitted_risk(features, np.zeros(500, bool), (), seed=0)
+    assert risk.shape == (500,) and np.all(risk == 0.0)
 
 
 def test_member_signals_count_votes_and_mutual_information(ceiling):
@@ -72,15 +92,20 @@ def test_member_signals_count_votes_and_mutual_information(ceiling):
     assert abs(mi[0]) < 1e-9 and mi[1] > 0.5  # members agree: none; they disagree: most of ln 2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not NSL_KDD, reason="needs BARENET_DATA/nsl-kdd")
 def test_the_script_runs_on_nsl_kdd_and_prints_every_bound(ceiling, capsys):
     ceiling.main(["--seed", "0"])
     out = capsys.readouterr().out
     tool = float(re.search(r"the tool's auto-decided accuracy ([\d.]+)", out).group(1))
     oracle = float(re.search(r"pairs on KDDTest\+ itself: ([\d.]+)", out).group(1))
-    assert 0.8 < tool <= oracle  # weights 1, 1 are on the grid, so the oracle is never below the tool
+    # on KDDTest+ over a third of the flows are over a threshold, so the tool's rule fills its 14 % too and
+    # differs from the oracle's ranking at weights 1, 1 (on the grid) only by ties: the oracle is not below it
+    assert 0.8 < tool <= oracle
     assert "members voting otherwise" in out and "mutual information" in out
     assert "bursts in every predicted class" in out
+    learned = re.findall(r"5\. .* cross-fitted on halves of KDDTest\+: ([\d.]+)", out)
+    assert len(learned) == 2 and all(0.8 < float(x) < 1.0 for x in learned)
     assert len(re.findall(r"alpha \d\.\d\d: validation accuracy", out)) == len(ceiling.ALPHAS)
     # alpha 0 refits the burst threshold and the policy on validation the tool's way: it must give the tool's number
     assert float(re.search(r"alpha 0\.00: .*auto-decided ([\d.]+)", out).group(1)) == tool
