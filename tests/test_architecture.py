@@ -106,7 +106,8 @@ def barenet_import_violations(source: str, filename: str) -> list[str]:
 
 
 def np_random_violations(source: str, filename: str) -> list[str]:
-    """`np.random.X` / `numpy.random.X` attribute uses other than default_rng/Generator (also `from numpy import random`)."""
+    """`np.random.X` / `numpy.random.X` attribute uses other than default_rng/Generator (also `from numpy import
+    random`)."""
     out = []
     tree = ast.parse(source)
     numpy_names = {"numpy"}

@@ -145,7 +145,8 @@ def test_step8_capstone(lab, capsys):
     assert "a random 3,000 of its flows (--fast)" in out
     assert "members=1, epochs=2" in out and "5-member ensemble" in out
     assert re.search(r"^\s+0\s+Dense\(units=64", out, flags=re.MULTILINE)  # the member's summary
-    calib = re.search(r"before \(T = 1\)\s+1\s+([0-9.]+)\s+([0-9.]+)\n\s+after\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)", out)
+    calib = re.search(r"before \(T = 1\)\s+1\s+([0-9.]+)\s+([0-9.]+)\n"
+                      r"\s+after\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)", out)
     assert calib and float(calib.group(3)) > 0
     assert float(calib.group(4)) <= float(calib.group(1)) + 1e-9  # T minimises the validation NLL
     assert "lab claim : about 14 % of flows flagged for human review" in out

@@ -134,7 +134,8 @@ def main(argv=None):
     parser = lk.make_parser(__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=None,
                         help="ensemble members (default 2; 1 with --fast; the application's default is 5)")
-    parser.add_argument("--epochs", type=int, default=None, help="maximum epochs per member (default 10; 2 with --fast)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="maximum epochs per member (default 10; 2 with --fast)")
     args = parser.parse_args(argv)
     members = args.members or (1 if args.fast else 2)
     epochs = args.epochs or (2 if args.fast else 10)
@@ -180,7 +181,8 @@ def main(argv=None):
     print("           probability of a category is the sum of its attack names' probabilities")
     for line in net.summary(print_fn=lambda _: None).splitlines():
         print("  " + line.rstrip())
-    lk.note(f"this lab trains {members} member{'s' if members > 1 else ''} to stay around a minute on 2 cores; the application's default "
+    lk.note(f"this lab trains {members} member{'s' if members > 1 else ''} to stay around a minute on 2 cores; "
+            "the application's default "
             f"is a {TrainConfig().members}-member ensemble (TrainConfig().members) whose averaged logits vary less "
             "from seed to seed")
 

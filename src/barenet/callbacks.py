@@ -150,7 +150,8 @@ class ModelCheckpoint(Callback):
 class ReduceLROnPlateau(Callback):
     """Multiply the learning rate by ``factor`` after ``patience`` epochs without improvement."""
 
-    def __init__(self, monitor="val_loss", *, factor=0.1, patience=10, mode="auto", min_delta=1e-4, cooldown=0, min_lr=0.0):
+    def __init__(self, monitor="val_loss", *, factor=0.1, patience=10, mode="auto", min_delta=1e-4, cooldown=0,
+                 min_lr=0.0):
         if not 0.0 < factor < 1.0:
             raise ValueError(f"factor must be in (0, 1), got {factor}")
         self.monitor, self.factor, self.patience = monitor, float(factor), int(patience)

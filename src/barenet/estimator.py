@@ -256,7 +256,8 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNetBase):
         if first and classes is None and type_of_target(y) != "multilabel-indicator":
             raise ValueError("classes must be passed on the first call to partial_fit")
         if not first and classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
-            raise ValueError(f"classes={list(classes)} differs from classes_={self.classes_.tolist()} of the first call")
+            raise ValueError(f"classes={list(classes)} differs from classes_={self.classes_.tolist()} "
+                             "of the first call")
         return self._fit(X, y, sample_weight, reset=first, partial=True, classes=classes)
 
     def _targets(self, y, reset, classes):

@@ -66,7 +66,8 @@ def check_gradients(target, X, y=None, *, loss=None, sample_weight=None, eps=1e-
     """Return ``{name: max relative error}`` for every parameter (and ``"input"``) of ``target``.
 
     ``target`` is a built :class:`Sequential` (checked with its own loss on ``X, y``) or a single built
-    :class:`Layer` (checked on L = sum(layer(X) * R) + layer.penalty() for a fixed random R). Work happens on a float64 copy.
+    :class:`Layer` (checked on L = sum(layer(X) * R) + layer.penalty() for a fixed random R). Work happens on a
+    float64 copy.
     Dropout masks are made repeatable by resetting the generator to the same state before each evaluation.
     """
     rng = np.random.default_rng(seed)

@@ -14,8 +14,8 @@ The softmax (or sigmoid) and the cross-entropy are fused: their product of deriv
 Weights: ``sample_weight`` multiplies each row; ``class_weight`` (a dict or ``"balanced"``) multiplies each
 row by the weight of its class. "balanced" gives class c the weight n / (n_classes * count_c), counted
 over the whole training set (``fit`` calls ``loss.fit_class_weight(y)``; the weights are saved with the
-model), so every class contributes equally. For multi-label BCE the weight applies per (row, label) by that label's 0/1 value;
-for MSE a dict ``{output_column: weight}`` weights the outputs ("balanced" has no meaning there).
+model), so every class contributes equally. For multi-label BCE the weight applies per (row, label) by that label's
+0/1 value; for MSE a dict ``{output_column: weight}`` weights the outputs ("balanced" has no meaning there).
 """
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ class Sequential:
 
     def __init__(self, layers, *, loss="softmax_cross_entropy", optimizer="adam", seed=None, dtype="float32",
                  n_inputs=None):
-        layers = [get_activation(l) if isinstance(l, str) else l for l in layers]
+        layers = [get_activation(layer) if isinstance(layer, str) else layer for layer in layers]
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise ValueError(f"layer {i} is {layer!r}, not a barenet Layer")
@@ -330,7 +330,7 @@ class Sequential:
     # ------------------------------------------------------------------------------------------
     def get_config(self) -> dict:
         return {
-            "layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers],
+            "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in self.layers],
             "loss": {"name": loss_name(self.loss), "config": self.loss.get_config()},
             "optimizer": {"name": optimizer_name(self.optimizer), "config": self.optimizer.get_config()},
             "dtype": np.dtype(self.dtype).name,

@@ -147,7 +147,8 @@ def _open(path):
     try:
         archive = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise ModelFileError(f"{path}: not a readable barenet model file (truncated or not a zip archive: {exc})") from None
+        raise ModelFileError(f"{path}: not a readable barenet model file "
+                             f"(truncated or not a zip archive: {exc})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy array, not a model archive
         raise ModelFileError(f"{path}: a single NumPy array, not a barenet model file (an .npz archive)")
     return archive

@@ -105,8 +105,8 @@ class TargetEncoder:
 
     def get_config(self):
         classes = None if self.classes_ is None else self.classes_.tolist()
-        return {"kind": self.kind, "classes": classes, "classes_dtype": None if self.classes_ is None else self.classes_.dtype.str,
-                "y_ndim": self.y_ndim}
+        classes_dtype = None if self.classes_ is None else self.classes_.dtype.str
+        return {"kind": self.kind, "classes": classes, "classes_dtype": classes_dtype, "y_ndim": self.y_ndim}
 
     @classmethod
     def from_config(cls, cfg):

@@ -262,8 +262,10 @@ def _prepare_targets(model, X, y, classes):
     n_out = model.layers[-1].output_shape((None,))[0] if hasattr(model.layers[-1], "units") else None
     want = model.targets.n_outputs if model.targets.kind != "continuous" else np.asarray(y).reshape(len(y), -1).shape[1]
     if n_out is not None and n_out != want:
+        classes = model.targets.classes_
+        detail = "" if classes is None else f", classes {classes.tolist()[:10]}"
         raise ValueError(f"the output layer has {n_out} units but the targets need {want} "
-                         f"({model.targets.kind}{'' if model.targets.classes_ is None else ', classes ' + str(model.targets.classes_.tolist()[:10])})")
+                         f"({model.targets.kind}{detail})")
 
 
 def _class_sample_weights(targets, Y, class_weight):

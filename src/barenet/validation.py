@@ -38,7 +38,8 @@ def check_features(X, *, dtype=None, n_features=None, what="X", allow_empty=Fals
     if kind == "c":
         raise ValueError(f"{what} must be real-valued; complex numbers are not supported")
     if arr.ndim != 2:
-        hint = " (reshape a single feature with X.reshape(-1, 1), one sample with X.reshape(1, -1))" if arr.ndim == 1 else ""
+        hint = (" (reshape a single feature with X.reshape(-1, 1), one sample with X.reshape(1, -1))"
+                if arr.ndim == 1 else "")
         raise ValueError(f"{what} must be 2-D (n_samples, n_features); got an array of shape {arr.shape}{hint}")
     n, d = arr.shape
     if n == 0 and not allow_empty:

@@ -309,7 +309,8 @@ def retrain_summary(s, out, model_id) -> str:
              f"  {'validation':<26}{'before':>10}{'after':>10}"]
     for key in ("accuracy", "macro_f1", "review_share", "auto_accuracy", "ece", "reviewed_fit_accuracy"):
         b, a = s["before"].get(key), s["after"].get(key)
-        label = "accuracy on the reviewed flows it learned from (a fit check)" if key == "reviewed_fit_accuracy" else key
+        label = ("accuracy on the reviewed flows it learned from (a fit check)" if key == "reviewed_fit_accuracy"
+                 else key)
         lines.append(f"  {label:<26}{_fmt4(b):>10}{_fmt4(a):>10}")
     return "\n".join(lines)
 

@@ -188,8 +188,9 @@ class TriageModel:
         task_val = labels_for_task(y_val, self.task)
         task_index = np.searchsorted(self.classes, task_val)
         logits = self.logits(X_val)
+        raw = bn.calibrated_proba(logits, 1.0, groups=self.groups)  # T = 1: the networks' own probabilities
         before = {"nll": bn.nll(logits, task_index, groups=self.groups),
-                  "ece": bn.expected_calibration_error(bn.calibrated_proba(logits, 1.0, groups=self.groups), task_index)}
+                  "ece": bn.expected_calibration_error(raw, task_index)}
         fitted = bn.fit_temperature(logits, task_index, groups=self.groups)
         proba = bn.calibrated_proba(logits, fitted, groups=self.groups)
         after = {"nll": bn.nll(logits, task_index, fitted, groups=self.groups),

@@ -45,7 +45,8 @@ def test_closed_form_values():
     np.testing.assert_array_equal(bn.ReLU().function(x), [0.0, 0.0, 3.0])
     np.testing.assert_allclose(bn.LeakyReLU(alpha=0.1).function(x), [-0.2, 0.0, 3.0])
     np.testing.assert_allclose(bn.ELU(alpha=1.0).function(x), [math.exp(-2) - 1, 0.0, 3.0])
-    np.testing.assert_allclose(bn.Softplus().function(x), [math.log1p(math.exp(-2)), math.log(2), math.log1p(math.exp(3))])
+    np.testing.assert_allclose(bn.Softplus().function(x),
+                               [math.log1p(math.exp(-2)), math.log(2), math.log1p(math.exp(3))])
     np.testing.assert_allclose(bn.Sigmoid().function(x), [1 / (1 + math.exp(2)), 0.5, 1 / (1 + math.exp(-3))])
     np.testing.assert_allclose(bn.Tanh().function(x), np.tanh(x))
     # GELU (tanh form): 0 at 0, ~x for large x, ~0 for very negative x, and 0.5 * 1 * (1 + tanh(u(1))) at 1

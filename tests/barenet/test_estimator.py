@@ -180,14 +180,15 @@ def test_parameters_configure_the_network(blobs):
                               optimizer="sgd", learning_rate=0.05, batch_size=32, alpha=0.01, max_epochs=3,
                               random_state=7, dtype="float64").fit(X, y)
     layers = clf.network_.layers
-    assert [type(l).__name__ for l in layers] == ["Dense", "Tanh", "Dropout", "Dense", "ReLU", "Dense"]
+    assert [type(layer).__name__ for layer in layers] == ["Dense", "Tanh", "Dropout", "Dense", "ReLU", "Dense"]
     assert layers[2].rate == 0.2 and layers[0].init == "lecun_normal"
     assert layers[0].l2 == pytest.approx(0.01 / (2 * 32))  # sklearn's 0.5 * alpha * ||W||^2 / batch rows
     assert type(clf.network_.optimizer).__name__ == "SGD" and clf.network_.optimizer.learning_rate == 0.05
     assert clf.network_.seed == 7 and clf.network_.dtype == np.float64
     assert clf.n_iter_ == 3 and len(clf.loss_curve_) == 3 and clf.validation_loss_curve_ is None
     assert clf.history_ is clf.network_.history_
-    linear = NeuralNetClassifier((), max_epochs=50, random_state=0, **FAST).fit(X, y)  # no hidden layer: softmax regression
+    # no hidden layer: softmax regression
+    linear = NeuralNetClassifier((), max_epochs=50, random_state=0, **FAST).fit(X, y)
     assert len(linear.network_.layers) == 1 and linear.score(X, y) > 0.8
 
 
@@ -293,7 +294,8 @@ def test_warm_start_continues_from_the_current_weights(blobs):
 # ----------------------------------------------------------------------------------------------
 def test_pickle_round_trip_keeps_training_working(blobs):
     X, y = blobs
-    clf = NeuralNetClassifier((16,), dropout=0.1, max_epochs=3, n_iter_no_change=1000, warm_start=True, random_state=0).fit(X, y)
+    clf = NeuralNetClassifier((16,), dropout=0.1, max_epochs=3, n_iter_no_change=1000, warm_start=True,
+                              random_state=0).fit(X, y)
     twin = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(twin.predict_proba(X), clf.predict_proba(X))
     params = twin.network_.layers[0].params["W"]

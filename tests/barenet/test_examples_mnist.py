@@ -27,7 +27,8 @@ def test_mnist_example_fast_mode(tmp_path):
         pytest.skip("real MNIST files not found: set BARENET_DATA to the shared data folder")
     env = {**os.environ, "BARENET_DATA": str(root), "XDG_CACHE_HOME": str(tmp_path)}
     result = subprocess.run([sys.executable, str(EXAMPLE), "--epochs", "2", "--limit", "2000", "--hidden", "64",
-                             "--lr", "0.003", "--no-download"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+                             "--lr", "0.003", "--no-download"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert re.search(r"machine: .*\d+ logical cores; python [\d.]+, numpy [\d.]+", out)

@@ -29,7 +29,8 @@ def _assert_small(errors):
 
 
 def test_the_registry_covers_every_activation():
-    assert ACTIVATION_NAMES == ["elu", "gelu", "identity", "leaky_relu", "relu", "sigmoid", "softmax", "softplus", "tanh"]
+    assert ACTIVATION_NAMES == ["elu", "gelu", "identity", "leaky_relu", "relu", "sigmoid", "softmax", "softplus",
+                                "tanh"]
 
 
 @pytest.mark.parametrize("name", ACTIVATION_NAMES)

@@ -189,7 +189,8 @@ def test_network_dropout_only_in_training():
 
 
 def test_layer_registry_round_trip_and_refusal():
-    for layer in [bn.Dense(4, init="he_normal", l2=0.1), bn.Dropout(0.25), bn.LeakyReLU(0.2), bn.ELU(0.5), bn.Softmax()]:
+    layers = [bn.Dense(4, init="he_normal", l2=0.1), bn.Dropout(0.25), bn.LeakyReLU(0.2), bn.ELU(0.5), bn.Softmax()]
+    for layer in layers:
         entry = {"class": type(layer).__name__, "config": layer.get_config()}
         twin = layer_from_config(entry)
         assert type(twin) is type(layer) and twin.get_config() == layer.get_config()

@@ -218,7 +218,8 @@ def test_non_finite_features_are_refused(blobs, fitted, bad):
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # NumPy's, on the 1e39 cast
 def test_a_non_finite_value_past_the_first_inference_batch_is_named_by_its_row_in_x(fitted):
     net, X, _ = fitted
-    big = np.repeat(X, 40, axis=0)[:5000].astype(np.float64)  # more rows than one inference batch (PREDICT_BATCH = 2048)
+    # more rows than one inference batch (PREDICT_BATCH = 2048)
+    big = np.repeat(X, 40, axis=0)[:5000].astype(np.float64)
     big[3000, 2] = np.nan
     for call in (net.predict_proba, lambda a: net.sample_predict_proba(a, 2)):
         with pytest.raises(ValueError, match=r"first at row 3000, column 2"):

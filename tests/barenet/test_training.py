@@ -54,8 +54,10 @@ def test_hook_order(blobs):
     names = [(c[0],) + tuple(x for x in c[1:] if not isinstance(x, dict)) for c in rec.calls]
     assert names == [
         ("on_train_begin",),
-        ("on_epoch_begin", 0), ("on_batch_end", 0, 0), ("on_batch_end", 0, 1), ("on_batch_end", 0, 2), ("on_epoch_end", 0),
-        ("on_epoch_begin", 1), ("on_batch_end", 1, 0), ("on_batch_end", 1, 1), ("on_batch_end", 1, 2), ("on_epoch_end", 1),
+        ("on_epoch_begin", 0), ("on_batch_end", 0, 0), ("on_batch_end", 0, 1), ("on_batch_end", 0, 2),
+        ("on_epoch_end", 0),
+        ("on_epoch_begin", 1), ("on_batch_end", 1, 0), ("on_batch_end", 1, 1), ("on_batch_end", 1, 2),
+        ("on_epoch_end", 1),
         ("on_train_end", None),
     ]
     epoch_logs = [c[2] for c in rec.calls if c[0] == "on_epoch_end"]
