@@ -145,14 +145,28 @@ def main(argv=None):
     if loaded is None:
         return
     train_table, tests, what = loaded
+    describe_data(train_table, tests, what, args.fast)
+    model, config, train_seconds = train_model(train_table, args.seed, members, epochs)
+    describe_training(model, config, len(train_table), train_seconds)
+    describe_calibration(model, config)
+    results = {split: evaluate(model, table) for split, table in tests.items()}
+    report_test_files(results)
+    report_reasons(results)
+    report_unseen_types(results)
+    report_risk_coverage(results)
 
-    # -- the data ------------------------------------------------------------------------------
+    if args.plot_dir:
+        plot(model, results, args.plot_dir)
+
+
+def describe_data(train_table, tests, what, fast):
+    """The files: sizes, category mix, and the attack types only the test files hold."""
     print("  data: NSL-KDD from $BARENET_DATA/nsl-kdd: 41 features per flow (38 numeric, 3 categorical) and its "
           "attack name")
     print(f"  training on {Path(train_table.source).name}: {what}")
     print("  testing on " + ", ".join(f"{Path(t.source).name} ({len(t):,} flows)" for t in tests.values()))
     rows = []
-    for name, table in [("KDDTrain+" + (" slice" if args.fast else ""), train_table)] + \
+    for name, table in [("KDDTrain+" + (" slice" if fast else ""), train_table)] + \
                        [(SPLITS[s], t) for s, t in tests.items()]:
         counts = category_counts(table)
         n_unseen = int(np.isin(table.attack, sorted(TEST_ONLY_ATTACKS)).sum())
@@ -163,10 +177,12 @@ def main(argv=None):
             f"common in test, and {len(TEST_ONLY_ATTACKS)} attack types appear only in test. A network cannot "
             "be right about what it never saw, so it has to know when to ask")
 
-    # -- the network and its training -------------------------------------------------------------
-    config = TrainConfig(review_budget=REVIEW_BUDGET, seed=args.seed, members=members, epochs=epochs)
+
+def train_model(train_table, seed, members, epochs):
+    """Train the 5-class triage model through the application's API; print the network it built."""
+    config = TrainConfig(review_budget=REVIEW_BUDGET, seed=seed, members=members, epochs=epochs)
     lk.heading("The network (one ensemble member)", "-")
-    print(f"  TriageModel.train(KDDTrain+, '5class', TrainConfig(review_budget={REVIEW_BUDGET}, seed={args.seed}, "
+    print(f"  TriageModel.train(KDDTrain+, '5class', TrainConfig(review_budget={REVIEW_BUDGET}, seed={seed}, "
           f"members={members}, epochs={epochs}))")
     tic = time.perf_counter()
     model = TriageModel.train(train_table, "5class", config)
@@ -185,12 +201,16 @@ def main(argv=None):
             "the application's default "
             f"is a {TrainConfig().members}-member ensemble (TrainConfig().members) whose averaged logits vary less "
             "from seed to seed")
+    return model, config, train_seconds
 
+
+def describe_training(model, config, n_flows, train_seconds):
+    """The validation split and every member's training history."""
     lk.heading("Training on KDDTrain+ (a validation split of it decides everything)", "-")
     report = model.report
     n_val = report["n_validation"]
     print(f"  split stratified by attack name, {100 * config.validation_fraction:.0f} % held out: "
-          f"{len(train_table) - n_val:,} train, {n_val:,} validation flows")
+          f"{n_flows - n_val:,} train, {n_val:,} validation flows")
     print(f"  Adam lr {config.learning_rate:g}, batch {config.batch_size}, dropout {config.dropout}, balanced class "
           f"weights, early stopping on the validation loss (patience {config.patience})")
     rows = []
@@ -202,6 +222,10 @@ def main(argv=None):
     lk.table(["member", "epochs", "stopped", "train loss", "best val loss", "at epoch", "val acc (names)"], rows)
     print(f"  training and calibration took {lk.seconds(train_seconds)}")
 
+
+def describe_calibration(model, config):
+    """Temperature scaling and the three thresholds, all chosen on the validation split."""
+    report = model.report
     lk.heading("Calibration on the validation split", "-")
     before, after = report["calibration_before"], report["calibration_after"]
     fitted = after.get("fitted_temperature", model.temperature)
@@ -224,8 +248,9 @@ def main(argv=None):
     print(f"  validation: accuracy {report['validation_accuracy']:.4f}, {pct(report['validation_review_share'])} "
           f"flagged, accuracy of the auto-decided flows {report['validation_auto_accuracy']:.4f}")
 
-    # -- the test files ----------------------------------------------------------------------------
-    results = {split: evaluate(model, table) for split, table in tests.items()}
+
+def report_test_files(results):
+    """Accuracy of all, auto-decided and flagged flows on each test file."""
     lk.heading("On the test files (never used for a choice)", "-")
     names = [SPLITS[s] for s in results]
     lk.table(["", *names], [
@@ -251,6 +276,10 @@ def main(argv=None):
                 "shifted away from the training distribution), so the cap auto-decides some flows below t_conf: "
                 "the budget holds the workload, not the accuracy")
 
+
+def report_reasons(results):
+    """How many flows each deferral reason sent to review."""
+    names = [SPLITS[s] for s in results]
     lk.heading("Why flows were deferred (a flow may carry several reasons)", "-")
     lk.table(["reason", *names], [[reason, *[f"{r['reasons'][reason]:,}" for r in results.values()]]
                                   for reason in REASONS])
@@ -265,6 +294,10 @@ def main(argv=None):
                 + (f"; the model's guess was right on {pct(share(r['correct'][r['only_novel']]))} of them"
                    if n_only else ""))
 
+
+def report_unseen_types(results):
+    """The attack types training never had: reviewed, flagged as attack, or missed."""
+    names = [SPLITS[s] for s in results]
     lk.heading(f"The {len(TEST_ONLY_ATTACKS)} attack types never seen in training", "-")
     rows = []
     for r in results.values():
@@ -275,6 +308,10 @@ def main(argv=None):
     lk.table(["file", "flows", "sent to review", "auto-flagged as attack", "caught (either)",
               "missed (auto 'normal')", "category right"], [[n, *row] for n, row in zip(names, rows)])
 
+
+def report_risk_coverage(results):
+    """Auto-decided accuracy against the share reviewed, for each ranking of the flows."""
+    main_r = results["test+"]
     lk.heading("Risk-coverage: accuracy of the auto-decided flows when the riskiest share goes to review", "-")
     curves = {split: {k: risk_coverage(v, r["correct"], REVIEW_SHARES)["auto_accuracy"] for k, v in r["rank"].items()}
               for split, r in results.items()}
@@ -325,9 +362,6 @@ def main(argv=None):
     if any(r["hard"] > 0 for r in results.values()):
         lk.note("the operating point differs from the 14 % row: flows with an unseen category or an invalid value "
                 "are deferred whatever their risk")
-
-    if args.plot_dir:
-        plot(model, results, args.plot_dir)
 
 
 def plot(model, results, plot_dir):
