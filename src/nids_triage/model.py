@@ -199,7 +199,7 @@ class TriageModel:
         # (with balanced class weights NLL and ECE can disagree); otherwise T = 1 and nothing changes.
         self.temperature = fitted if after["ece"] <= before["ece"] else 1.0
         if self.temperature != fitted:
-            proba = bn.calibrated_proba(logits, 1.0, groups=self.groups)
+            proba = raw
             after = dict(before)
         after["fitted_temperature"] = fitted
 
