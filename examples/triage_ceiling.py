@@ -36,16 +36,14 @@ About 20 seconds per seed on 2 cores.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import itertools
 import time
 
 import numpy as np
-from triage_signals import FALSE_ALARM, auroc, auto_accuracy  # beside this script: the same measures
+from triage_signals import FALSE_ALARM, auroc, auto_accuracy, parse_and_train  # beside this script
 
 import barenet as bn
-from nids_triage import TrainConfig, TriageModel, load_nsl_kdd
 from nids_triage.burst import BurstDetector
 from nids_triage.model import training_split
 from nids_triage.policy import DeferralPolicy, cap_to_budget
@@ -96,18 +94,8 @@ def member_signals(model, X, predicted):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--budget", type=float, default=0.14)
-    parser.add_argument("--data-dir", default=None)
-    args = parser.parse_args(argv)
-    tic = time.perf_counter()
-
-    train, test = load_nsl_kdd("train", args.data_dir), load_nsl_kdd("test+", args.data_dir)
-    config = TrainConfig(seed=args.seed, review_budget=args.budget)
-    model = TriageModel.train(train, "5class", config)
+    args, train, test, config, model, tic = parse_and_train(__doc__.splitlines()[0], argv)
     part, val, names_part, names_val = training_split(train, config)
-    print(f"trained 5-class model, seed {args.seed} ({time.perf_counter() - tic:.0f} s)")
 
     classes = np.asarray(model.classes)
     data = {}

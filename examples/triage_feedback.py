@@ -23,7 +23,6 @@ About 30 seconds per seed on 2 cores.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import gzip
 import tempfile
@@ -31,8 +30,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from triage_signals import parse_and_train  # beside this script: the experiments' shared start
 
-from nids_triage import ATTACK_CATEGORY, ReviewQueue, TrainConfig, TriageModel, load_nsl_kdd
+from nids_triage import ATTACK_CATEGORY, ReviewQueue
 from nids_triage.commands import score_to_queue
 from nids_triage.retrain import fine_tune
 from nids_triage.scoring import score_file
@@ -72,19 +72,10 @@ def label_everything(queue_path, truth_by_line, verdict_of) -> int:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--budget", type=float, default=0.14)
-    parser.add_argument("--data-dir", default=None)
-    args = parser.parse_args(argv)
-    tic = time.perf_counter()
-
-    train, test = load_nsl_kdd("train", args.data_dir), load_nsl_kdd("test+", args.data_dir)
+    args, train, test, _, model, tic = parse_and_train(__doc__.splitlines()[0], argv)
     if not Path(test.source).is_file():
         raise SystemExit(f"{test.source}: KDDTest+ must be a local file to be split (set BARENET_DATA)")
-    model = TriageModel.train(train, "5class", TrainConfig(seed=args.seed, review_budget=args.budget))
     trained_id = model.model_id
-    print(f"trained 5-class model, seed {args.seed} ({time.perf_counter() - tic:.0f} s)")
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

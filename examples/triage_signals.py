@@ -108,20 +108,27 @@ def adapt_priors(p_run, p_validation, iterations=100):
     return q, pi
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_and_train(description, argv=None):
+    """The start the triage experiments share (this script, triage_ceiling.py, triage_feedback.py): --seed,
+    --budget and --data-dir, KDDTrain+ and KDDTest+ loaded, the demo's 5-class model trained on KDDTrain+.
+    Returns (args, train table, KDDTest+ table, config, model, start time)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=float, default=0.14)
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
     tic = time.perf_counter()
-
     train, test = load_nsl_kdd("train", args.data_dir), load_nsl_kdd("test+", args.data_dir)
     config = TrainConfig(seed=args.seed, review_budget=args.budget)
     model = TriageModel.train(train, "5class", config)
+    print(f"trained 5-class model, seed {args.seed} ({time.perf_counter() - tic:.0f} s)")
+    return args, train, test, config, model, tic
+
+
+def main(argv=None):
+    args, train, test, config, model, tic = parse_and_train(__doc__.splitlines()[0], argv)
     part, val, names_part, _ = training_split(train, config)
     X_part = model.encoder.transform(part).X
-    print(f"trained 5-class model, seed {args.seed} ({time.perf_counter() - tic:.0f} s)")
 
     signals, outcome, scored_by, encoded_by = {}, {}, {}, {}
     for split, table in (("validation", val), ("KDDTest+", test)):
